@@ -1,0 +1,111 @@
+// The JetStream topology billstream owns: one stream per record family, created
+// (or brought to the declared limits) idempotently at start, and durable pull
+// consumers with explicit ack. Everything here works on nats-server 2.9: one
+// filter subject per consumer (filter_subjects arrived in 2.10), so each record
+// kind gets its own durable consumer.
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerConfig,
+  type JetStreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import { nanos } from '@nats-io/transport-node';
+
+export const STREAMS = {
+  ingest: 'BILLSTREAM_INGEST',
+  enriched: 'BILLSTREAM_ENRICHED',
+  billing: 'BILLSTREAM_BILLING',
+  exceptions: 'BILLSTREAM_EXCEPTIONS',
+  invoices: 'BILLSTREAM_INVOICES',
+  alerts: 'BILLSTREAM_ALERTS',
+} as const;
+
+export interface TopologyOptions {
+  /** Per-stream byte limit; old messages are discarded past it (ingest is bounded by acks instead). @default 8 GiB */
+  maxBytesPerStream?: number;
+  /** Broker-side duplicate window for `Nats-Msg-Id`: the first filter, PostgreSQL is the final one. @default 2 minutes */
+  duplicateWindowMs?: number;
+  /** How long a delivered message may stay unacked before redelivery. @default 60 s */
+  ackWaitMs?: number;
+  /** Unacked messages per consumer: the pipeline's in-flight bound. @default 4000 */
+  maxAckPending?: number;
+}
+
+export function defaultTopologyOptions(): Required<TopologyOptions> {
+  return { maxBytesPerStream: 8 * 1024 ** 3, duplicateWindowMs: 120_000, ackWaitMs: 60_000, maxAckPending: 4000 };
+}
+
+function streamConfigs(options: Required<TopologyOptions>): Partial<StreamConfig>[] {
+  const common = {
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    max_bytes: options.maxBytesPerStream,
+    duplicate_window: nanos(options.duplicateWindowMs),
+    num_replicas: 1,
+  } satisfies Partial<StreamConfig>;
+  return [
+    { ...common, name: STREAMS.ingest, subjects: ['ingest.>'] },
+    { ...common, name: STREAMS.enriched, subjects: ['enriched.>'] },
+    { ...common, name: STREAMS.billing, subjects: ['billing.>'] },
+    { ...common, name: STREAMS.exceptions, subjects: ['exceptions.>'] },
+    { ...common, name: STREAMS.invoices, subjects: ['invoice.>'] },
+    { ...common, name: STREAMS.alerts, subjects: ['alerts.>'] },
+  ];
+}
+
+/** The durable consumers on the ingest stream, one per record kind. */
+export function ingestConsumerName(kind: string): string {
+  return `billstream-${kind}`;
+}
+
+function consumerConfig(kind: string, options: Required<TopologyOptions>): Partial<ConsumerConfig> {
+  return {
+    durable_name: ingestConsumerName(kind),
+    filter_subject: `ingest.${kind}.>`,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(options.ackWaitMs),
+    max_ack_pending: options.maxAckPending,
+    // Never let the server give up on a message: an entry that cannot be processed
+    // is quarantined by the pipeline, not dropped by a max_deliver limit.
+    max_deliver: -1,
+    backoff: [nanos(options.ackWaitMs), nanos(options.ackWaitMs * 2), nanos(options.ackWaitMs * 5)],
+  };
+}
+
+/** Creates missing streams and consumers, and updates existing ones to the declared limits. */
+export async function ensureTopology(jsm: JetStreamManager, kinds: readonly string[], overrides: TopologyOptions = {}): Promise<void> {
+  const options = { ...defaultTopologyOptions(), ...overrides };
+  for (const config of streamConfigs(options)) {
+    const name = config.name as string;
+    try {
+      await jsm.streams.info(name);
+      await jsm.streams.update(name, config);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await jsm.streams.add({ ...config, name });
+    }
+  }
+  for (const kind of kinds) {
+    const config = consumerConfig(kind, options);
+    try {
+      await jsm.consumers.info(STREAMS.ingest, config.durable_name as string);
+      await jsm.consumers.update(STREAMS.ingest, config.durable_name as string, {
+        ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending, backoff: config.backoff, max_deliver: config.max_deliver,
+      });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await jsm.consumers.add(STREAMS.ingest, config);
+    }
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : String(err);
+  return /not found/i.test(message);
+}

@@ -1,0 +1,317 @@
+// The topology of billstream's stream processing:
+//
+//   ingest.{consultant,project,assignment,ratecard}.>  → decode → batch → store (PG) → view → ack → release waiting entries
+//   ingest.time.>  → decode → quarantine invalid → dedupe → enrich ─┐
+//   released / swept waiting entries ────────────────→ enrich ─┤
+//   ingest.milestone.> → decode → quarantine invalid ──────────┴→ per-project actor turn (PG txn) → ack
+//                                                                     └→ ERP outbox → ErpPoster → ERP
+//                                                                     └→ NATS outbox → NatsRelay → enriched.*, exceptions.*, billing.posted.*
+//
+// Sources arrive as IncomingMessage observables (the NATS connector adapts JsMsg);
+// nothing here talks to NATS directly, so the whole chain runs in tests on real
+// JetStream and in marble tests alike.
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import { EMPTY, Subject, concatMap, from, map, merge, mergeMap, share, takeUntil, type Observable, type Subscription } from 'rxjs';
+import { batchByCountOrTime } from '../operators/batchByCountOrTime.ts';
+import { decodeWith } from '../operators/decodeWith.ts';
+import { dedupeByKey } from '../operators/dedupeByKey.ts';
+import { enrichWith } from '../operators/enrichWith.ts';
+import { serialPerKey } from '../operators/serialPerKey.ts';
+import { tapRejected } from '../operators/tapRejected.ts';
+import { evaluateEntry } from './model/billing-rules.ts';
+import { decodeRecord, recordId } from './model/records.ts';
+import type { FieldError, MilestoneRecord, RecordKind, TimeRecord } from './model/types.ts';
+import { addToCounters, exceptionRow, recordExceptions } from './exception-records.ts';
+import { ProjectActors, type ActorItem, type MilestoneItem, type Settlement, type TimeItem, type TurnResult } from './project-actor.ts';
+import { REFERENCE_KINDS, affectedProjects, applyToView, storeReferences, type ReferenceItem, type ReferenceKind } from './reference-store.ts';
+import type { ReferenceView } from './reference-view.ts';
+
+/** One message from an ingest subject, as the NATS connector hands it over. */
+export interface IncomingMessage extends Settlement {
+  subject: string;
+  data: Uint8Array;
+  header(name: string): string | undefined;
+  /** When the broker stored it: an entry's wait for reference data counts from here. */
+  publishedAt: Date;
+  /** True when the broker delivers it again (after a nak, an ack timeout or a restart). */
+  redelivered: boolean;
+  streamSequence: number;
+}
+
+export interface PipelineSources {
+  reference: Observable<IncomingMessage>;
+  time: Observable<IncomingMessage>;
+  milestone: Observable<IncomingMessage>;
+}
+
+export interface BillingPipelineOptions {
+  referenceGraceMs: number;
+  /** How often entries past their grace are swept into exceptions. @default min(5 s, grace / 2) */
+  sweepIntervalMs?: number;
+  /** Projects whose turns may run at once. @default 16 */
+  maxConcurrentProjects?: number;
+  /** Items one turn takes from its mailbox. @default 500 */
+  maxTurnBatch?: number;
+  /** Distinct (entryId, revision) keys the in-memory dedupe remembers. @default 200000 */
+  dedupeCapacity?: number;
+  onTurn?: (result: TurnResult) => void;
+  onError?: (err: unknown, context: string) => void;
+  /** Called when a turn wrote ERP outbox rows (wakes the poster) or NATS outbox rows. */
+  onOutbox?: () => void;
+}
+
+interface SubjectRoute { kind: RecordKind; region: string; key: string }
+
+function routeOf(subject: string): SubjectRoute | null {
+  const parts = subject.split('.');
+  if (parts.length !== 4 || parts[0] !== 'ingest') return null;
+  return { kind: parts[1] as RecordKind, region: parts[2] as string, key: parts[3] as string };
+}
+
+interface Quarantined { message: IncomingMessage; kind: string; region: string; errors: FieldError[]; raw: string; record: unknown }
+
+const decoder = new TextDecoder();
+
+function traceIdOf(traceParent: string | undefined | null): string | null {
+  const parts = traceParent?.split('-');
+  return parts && parts.length === 4 && parts[1]?.length === 32 ? parts[1] : null;
+}
+
+export class BillingPipeline {
+  readonly #orm: MikroORM;
+  readonly #view: ReferenceView;
+  readonly #actors: ProjectActors;
+  readonly #options: Required<Omit<BillingPipelineOptions, 'onTurn' | 'onError' | 'onOutbox'>> & BillingPipelineOptions;
+  readonly #released = new Subject<TimeItem>();
+  readonly #quarantine = new Subject<Quarantined>();
+  readonly #stop = new Subject<void>();
+  #subscription: Subscription | null = null;
+  #sweeper: NodeJS.Timeout | null = null;
+  #drained: Promise<void> = Promise.resolve();
+
+  constructor(orm: MikroORM, view: ReferenceView, actors: ProjectActors, options: BillingPipelineOptions) {
+    this.#orm = orm;
+    this.#view = view;
+    this.#actors = actors;
+    this.#options = {
+      sweepIntervalMs: Math.max(200, Math.min(5_000, Math.floor(options.referenceGraceMs / 2))),
+      maxConcurrentProjects: 16,
+      maxTurnBatch: 500,
+      dedupeCapacity: 200_000,
+      ...options,
+    };
+  }
+
+  get view(): ReferenceView {
+    return this.#view;
+  }
+
+  run(sources: PipelineSources): void {
+    const stop = this.#stop;
+    const reference$ = sources.reference.pipe(takeUntil(stop), batchByCountOrTime({ maxCount: 1000, maxWaitMs: 20 }), concatMap((batch) => from(this.#storeReferenceBatch(batch))));
+    const quarantine$ = this.#quarantine.pipe(batchByCountOrTime({ maxCount: 500, maxWaitMs: 20 }), concatMap((batch) => from(this.#storeQuarantined(batch))));
+
+    const time$ = sources.time.pipe(
+      takeUntil(stop),
+      decodeWith((message: IncomingMessage) => this.#decode<TimeRecord>('time', message), (err, message) => this.#decodeFailure(message, err)),
+      tapRejected((d): d is Extract<typeof d, { ok: false }> => !d.ok, (d) => this.#quarantine.next(d.error)),
+      map((d) => d.value),
+      // The in-memory filter drops a copy of an entry revision published twice.
+      // A redelivery (after a nak, a timeout or a restart) is never dropped here:
+      // its first copy may have failed, and the ledger's key decides instead.
+      dedupeByKey((m) => (m.message.redelivered ? `${m.key}#${m.message.streamSequence}#${Math.random()}` : m.key), {
+        capacity: this.#options.dedupeCapacity,
+        onDuplicate: (m) => { m.message.ack(); this.#duplicatesInMemory++; },
+      }),
+      map((m): TimeItem => ({
+        type: 'time', entry: m.record, outcome: { kind: 'waiting', missing: 'project', code: 'unknown_project', reason: '' }, snapshot: {},
+        region: m.region, receivedAt: m.message.publishedAt, traceParent: m.message.header('traceparent') ?? null,
+        traceId: traceIdOf(m.message.header('traceparent')), settle: m.message,
+      })),
+    );
+    const entries$ = merge(time$, this.#released.pipe(takeUntil(stop))).pipe(
+      enrichWith(() => this.#view, (item: TimeItem, view): TimeItem => {
+        const snapshot = view.snapshotFor(item.entry.projectId, item.entry.consultantId);
+        return { ...item, snapshot: { project: snapshot.project, consultant: snapshot.consultant }, outcome: evaluateEntry(item.entry, snapshot) };
+      }),
+    );
+    const milestones$ = sources.milestone.pipe(
+      takeUntil(stop),
+      decodeWith((message: IncomingMessage) => this.#decode<MilestoneRecord>('milestone', message), (err, message) => this.#decodeFailure(message, err)),
+      tapRejected((d): d is Extract<typeof d, { ok: false }> => !d.ok, (d) => this.#quarantine.next(d.error)),
+      map((d): MilestoneItem => ({
+        type: 'milestone', milestone: d.value.record, project: this.#view.project(d.value.record.projectId), region: d.value.region,
+        receivedAt: d.value.message.publishedAt, traceParent: d.value.message.header('traceparent') ?? null, settle: d.value.message,
+      })),
+    );
+    const turns$ = merge(entries$, milestones$).pipe(
+      serialPerKey((item: ActorItem) => (item.type === 'time' ? item.entry.projectId : item.milestone.projectId), (projectId, items) => this.#turn(projectId, items), {
+        maxConcurrentKeys: this.#options.maxConcurrentProjects,
+        maxBatch: this.#options.maxTurnBatch,
+      }),
+    );
+
+    const all$ = merge(reference$, quarantine$, turns$).pipe(share());
+    this.#drained = new Promise<void>((resolve) => {
+      this.#subscription = all$.subscribe({
+        error: (err: unknown) => { this.#options.onError?.(err, 'pipeline'); resolve(); },
+        complete: () => resolve(),
+      });
+    });
+    this.#sweeper = setInterval(() => { void this.sweepExpired().catch((err: unknown) => this.#options.onError?.(err, 'sweep')); }, this.#options.sweepIntervalMs);
+    // Entries left waiting by an earlier run resume at once.
+    void this.releaseWaiting(null).catch((err: unknown) => this.#options.onError?.(err, 'release'));
+  }
+
+  #duplicatesInMemory = 0;
+  get duplicatesInMemory(): number {
+    return this.#duplicatesInMemory;
+  }
+
+  /** Graceful stop: stop taking messages, let turns in flight commit and ack, then return. */
+  async stop(timeoutMs = 30_000): Promise<void> {
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#stop.next();
+    this.#quarantine.complete();
+    this.#released.complete();
+    await Promise.race([this.#drained, new Promise((r) => setTimeout(r, timeoutMs))]);
+    this.#subscription?.unsubscribe();
+  }
+
+  #decode<T>(kind: RecordKind, message: IncomingMessage):
+    { ok: true; value: { record: T; region: string; key: string; message: IncomingMessage } } | { ok: false; error: Quarantined } {
+    const route = routeOf(message.subject);
+    const raw = decoder.decode(message.data);
+    if (!route || route.kind !== kind) {
+      return { ok: false, error: { message, kind, region: route?.region ?? 'unrouted', raw, record: null, errors: [{ field: '(subject)', reason: `${message.subject} is not ingest.${kind}.<region>.<key>` }] } };
+    }
+    const result = decodeRecord(kind, raw);
+    if (!result.ok) return { ok: false, error: { message, kind, region: route.region, raw, record: safeJson(raw), errors: result.errors } };
+    const record = result.record as unknown as T;
+    return { ok: true, value: { record, region: route.region, key: `${recordId(kind, result.record as never)}:${(record as { revision?: number }).revision ?? 1}`, message } };
+  }
+
+  #decodeFailure(message: IncomingMessage, err: unknown): Quarantined {
+    const raw = decoder.decode(message.data);
+    return { message, kind: routeOf(message.subject)?.kind ?? 'unknown', region: routeOf(message.subject)?.region ?? 'unrouted', raw, record: safeJson(raw), errors: [{ field: '(record)', reason: `could not be decoded: ${err instanceof Error ? err.message : String(err)}` }] };
+  }
+
+  async #storeQuarantined(batch: Quarantined[]): Promise<void> {
+    try {
+      await this.#orm.em.fork().transactional(async (em) => {
+        await recordExceptions(em as EntityManager, batch.map((q) => {
+          const record = (q.record && typeof q.record === 'object' ? q.record : {}) as Record<string, unknown>;
+          const id = typeof record.entryId === 'string' ? record.entryId : typeof record.milestoneId === 'string' ? record.milestoneId : null;
+          return exceptionRow({
+            code: 'invalid_record', recordKind: q.kind, recordId: id, revision: typeof record.revision === 'number' ? record.revision : null,
+            projectId: typeof record.projectId === 'string' ? record.projectId : null, region: q.region, errors: q.errors,
+            record: q.record ?? null, raw: q.record ? null : q.raw,
+            message: `${q.kind} record on ${q.message.subject} is invalid: ${q.errors.map((e) => `${e.field} ${e.reason}`).join('; ')}`,
+            discriminator: `${q.message.subject}#${q.raw}`,
+          });
+        }), (row) => { const q = batch.find((b) => b.kind === row.record_kind); const tp = q?.message.header('traceparent'); return tp ? { traceparent: tp } : null; });
+      });
+      for (const q of batch) q.message.ack();
+      this.#options.onOutbox?.();
+    } catch (err) {
+      for (const q of batch) q.message.nak(2_000);
+      this.#options.onError?.(err, 'quarantine');
+    }
+  }
+
+  async #storeReferenceBatch(batch: IncomingMessage[]): Promise<void> {
+    const valid: { item: ReferenceItem; message: IncomingMessage }[] = [];
+    for (const message of batch) {
+      const route = routeOf(message.subject);
+      const kind = route?.kind as ReferenceKind | undefined;
+      if (!route || !kind || !REFERENCE_KINDS.includes(kind)) {
+        this.#quarantine.next({ message, kind: route?.kind ?? 'unknown', region: route?.region ?? 'unrouted', raw: decoder.decode(message.data), record: null, errors: [{ field: '(subject)', reason: `${message.subject} is not a reference subject` }] });
+        continue;
+      }
+      const decoded = this.#decode<never>(kind, message);
+      if (!decoded.ok) { this.#quarantine.next(decoded.error); continue; }
+      valid.push({ item: { kind, record: decoded.value.record, spanContext: message.header('traceparent') ?? null }, message });
+    }
+    if (valid.length === 0) return;
+    try {
+      const stored = await this.#orm.em.fork().transactional(async (em) => {
+        const result = await storeReferences(em as EntityManager, valid.map((v) => v.item));
+        await addToCounters(em as EntityManager, { stale_reference: result.stale.length });
+        return result;
+      });
+      applyToView(this.#view, stored.applied);
+      for (const v of valid) v.message.ack();
+      const projects = affectedProjects(this.#view, stored.applied);
+      const consultants = stored.applied.filter((i) => i.kind === 'consultant');
+      if (projects.size > 0 || consultants.length > 0) {
+        await this.releaseWaiting(consultants.length > 0 ? null : [...projects]);
+        // A turn in flight may have read the view just before this batch and will
+        // store its entry as waiting after the release above; look once more.
+        setTimeout(() => { void this.releaseWaiting([...projects]).catch((err: unknown) => this.#options.onError?.(err, 'release')); }, 1_000).unref();
+      }
+    } catch (err) {
+      for (const v of valid) v.message.nak(2_000);
+      this.#options.onError?.(err, 'reference');
+    }
+  }
+
+  async #turn(projectId: string, items: ActorItem[]): Promise<TurnResult | null> {
+    try {
+      const result = await this.#actors.turn(projectId, items);
+      if (result.outboxRows > 0 || result.decisions.length > 0) this.#options.onOutbox?.();
+      this.#options.onTurn?.(result);
+      return result;
+    } catch (err) {
+      // Nothing of the turn committed: every message comes back later. Released
+      // entries have no message; they are still stored as waiting and the sweep finds them.
+      for (const item of items) item.settle?.nak(2_000);
+      this.#options.onError?.(err, `turn of project ${projectId}`);
+      return null;
+    }
+  }
+
+  /** Re-evaluates waiting entries (of the given projects, or all) against the current view. */
+  async releaseWaiting(projectIds: string[] | null, onlyExpired = false): Promise<number> {
+    if (projectIds !== null && projectIds.length === 0) return 0;
+    const clauses = ["stage = 'waiting'"];
+    const params: unknown[] = [];
+    if (projectIds) { clauses.push('project_id in (select jsonb_array_elements_text(?::jsonb))'); params.push(JSON.stringify(projectIds)); }
+    if (onlyExpired) { clauses.push(`first_seen_at <= now() - (? * interval '1 millisecond')`); params.push(this.#options.referenceGraceMs); }
+    const rows = await this.#orm.em.fork().execute<{ record: TimeRecord; region: string; first_seen_at: string; trace_parent: string | null; trace_id: string | null }[]>(
+      `select record, region, first_seen_at, trace_parent, trace_id from entry_revision where ${clauses.join(' and ')} order by first_seen_at limit 20000`, params);
+    for (const row of rows) {
+      this.#released.next({
+        type: 'time', entry: row.record, outcome: { kind: 'waiting', missing: 'project', code: 'unknown_project', reason: '' }, snapshot: {},
+        region: row.region, receivedAt: new Date(row.first_seen_at), traceParent: row.trace_parent, traceId: row.trace_id, reevaluate: true,
+      });
+    }
+    return rows.length;
+  }
+
+  /** Entries whose grace has run out go through their actor once more, which files their exception. */
+  sweepExpired(): Promise<number> {
+    return this.releaseWaiting(null, true);
+  }
+
+  /** Re-evaluates one stored revision (an exception replay from the workbench). */
+  async reevaluate(entryId: string, revision: number): Promise<boolean> {
+    const [row] = await this.#orm.em.fork().execute<{ record: TimeRecord; region: string; first_seen_at: string; trace_parent: string | null; trace_id: string | null }[]>(
+      `select record, region, first_seen_at, trace_parent, trace_id from entry_revision where entry_id = ? and revision = ?`, [entryId, revision]);
+    if (!row) return false;
+    this.#released.next({
+      type: 'time', entry: row.record, outcome: { kind: 'waiting', missing: 'project', code: 'unknown_project', reason: '' }, snapshot: {},
+      region: row.region, receivedAt: new Date(), traceParent: row.trace_parent, traceId: row.trace_id, reevaluate: true,
+    });
+    return true;
+  }
+}
+
+function safeJson(raw: string): unknown {
+  try {
+    return JSON.parse(raw) as unknown;
+  } catch {
+    return null;
+  }
+}
+
+export { EMPTY, mergeMap };

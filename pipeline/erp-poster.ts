@@ -1,0 +1,181 @@
+// Posts the ERP outbox. Rows are claimed with a lease (so several instances, or
+// a restarted one, never post the same row at the same moment), posted in
+// batches with an Idempotency-Key derived from the batch, then marked posted and
+// announced on billing.posted.* in one transaction. The ERP never makes two
+// documents for one externalId, so a crash anywhere in between only repeats a
+// post that answers `duplicate` with the same documentId.
+import { createHash } from 'node:crypto';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import { exceptionRow, queueNatsMessages, recordExceptions, type NatsOutboxRow } from './exception-records.ts';
+
+export interface ErpLineError { externalId: string; code: string; message: string }
+export interface ErpPostedLine { externalId: string; documentId: string; status: string }
+
+/** What the poster needs of an ERP connector; ops wires the cloud ERP client in. */
+export interface ErpPort {
+  postTransactions(transactions: Record<string, unknown>[], idempotencyKey: string): Promise<ErpPostedLine[]>;
+}
+
+/** Recognises the ERP's 422 answer: its per-line errors become exceptions. */
+export type RejectionReader = (err: unknown) => ErpLineError[] | null;
+
+export interface ErpPosterOptions {
+  /** @default 200 */
+  batchSize?: number;
+  /** How long a claimed batch is reserved for its poster. @default 120 s */
+  leaseMs?: number;
+  /** Parallel posting loops. @default 2 */
+  concurrency?: number;
+  /** Sleep between polls when the outbox is empty (a wake() cuts it short). @default 500 ms */
+  idleMs?: number;
+  onPosted?: (lines: PostedOutboxRow[]) => void;
+  onError?: (err: unknown) => void;
+}
+
+interface ClaimedRow {
+  id: string;
+  external_id: string;
+  project_id: string;
+  region: string;
+  transaction: Record<string, unknown>;
+  trace_parent: string | null;
+  attempts: number;
+}
+
+export interface PostedOutboxRow { externalId: string; documentId: string; projectId: string; region: string; traceParent: string | null; transaction: Record<string, unknown> }
+
+export class ErpPoster {
+  readonly #orm: MikroORM;
+  readonly #erp: ErpPort;
+  readonly #rejection: RejectionReader;
+  readonly #options: Required<Omit<ErpPosterOptions, 'onPosted' | 'onError'>> & Pick<ErpPosterOptions, 'onPosted' | 'onError'>;
+  #running = false;
+  #loops: Promise<void>[] = [];
+  #wakers = new Set<() => void>();
+
+  constructor(orm: MikroORM, erp: ErpPort, rejection: RejectionReader, options: ErpPosterOptions = {}) {
+    this.#orm = orm;
+    this.#erp = erp;
+    this.#rejection = rejection;
+    this.#options = { batchSize: 200, leaseMs: 120_000, concurrency: 2, idleMs: 500, ...options };
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loops = Array.from({ length: this.#options.concurrency }, () => this.#loop());
+  }
+
+  /** Stops claiming new batches and waits for the ones in flight to finish. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.wake();
+    await Promise.all(this.#loops);
+  }
+
+  wake(): void {
+    for (const w of this.#wakers) w();
+    this.#wakers.clear();
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#running) {
+      let posted = 0;
+      try {
+        posted = await this.postOnce();
+      } catch (err) {
+        this.#options.onError?.(err);
+      }
+      if (posted === 0 && this.#running) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.#options.idleMs);
+          this.#wakers.add(() => { clearTimeout(timer); resolve(); });
+        });
+      }
+    }
+  }
+
+  /** Claims and posts one batch; returns how many rows it settled. */
+  async postOnce(): Promise<number> {
+    const em = this.#orm.em.fork() as EntityManager;
+    const rows = await em.execute<ClaimedRow[]>(
+      `update erp_outbox set next_attempt_at = now() + (? * interval '1 millisecond'), attempts = attempts + 1
+       where id in (select id from erp_outbox where status = 'pending' and next_attempt_at <= now() order by id limit ? for update skip locked)
+       returning id, external_id, project_id, region, transaction, trace_parent, attempts`,
+      [this.#options.leaseMs, this.#options.batchSize]);
+    if (rows.length === 0) return 0;
+    rows.sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)));
+    const key = `billstream-${createHash('sha256').update(rows.map((r) => r.external_id).join('\n')).digest('hex').slice(0, 40)}`;
+    let results: ErpPostedLine[];
+    try {
+      results = await this.#erp.postTransactions(rows.map((r) => r.transaction), key);
+    } catch (err) {
+      const lineErrors = this.#rejection(err);
+      if (lineErrors) return this.#settleRejected(rows, lineErrors);
+      await this.#release(rows, err);
+      throw err;
+    }
+    return this.#settlePosted(rows, results);
+  }
+
+  async #settlePosted(rows: ClaimedRow[], results: ErpPostedLine[]): Promise<number> {
+    const byExternalId = new Map(results.map((r) => [r.externalId, r]));
+    const posted: PostedOutboxRow[] = [];
+    for (const row of rows) {
+      const result = byExternalId.get(row.external_id);
+      if (!result) continue;
+      posted.push({ externalId: row.external_id, documentId: result.documentId, projectId: row.project_id, region: row.region, traceParent: row.trace_parent, transaction: row.transaction });
+    }
+    await this.#orm.em.fork().transactional(async (em) => {
+      await em.execute(
+        `update erp_outbox o set status = 'posted', document_id = x.document_id, posted_at = now(), last_error = null
+         from jsonb_to_recordset(?::jsonb) as x(external_id text, document_id text) where o.external_id = x.external_id`,
+        [JSON.stringify(posted.map((p) => ({ external_id: p.externalId, document_id: p.documentId })))]);
+      await queueNatsMessages(em as EntityManager, posted.map(postedAnnouncement));
+    });
+    this.#options.onPosted?.(posted);
+    return posted.length;
+  }
+
+  async #settleRejected(rows: ClaimedRow[], errors: ErpLineError[]): Promise<number> {
+    const byExternalId = new Map(errors.map((e) => [e.externalId, e]));
+    const rejected = rows.filter((r) => byExternalId.has(r.external_id));
+    await this.#orm.em.fork().transactional(async (em) => {
+      await em.execute(
+        `update erp_outbox o set status = 'rejected', last_error = x.message from jsonb_to_recordset(?::jsonb) as x(external_id text, message text)
+         where o.external_id = x.external_id`,
+        [JSON.stringify(rejected.map((r) => ({ external_id: r.external_id, message: byExternalId.get(r.external_id)?.message })))]);
+      // The ERP refuses the whole request when any line is bad; the good lines go again at once.
+      await em.execute(`update erp_outbox set next_attempt_at = now() where id in (select jsonb_array_elements_text(?::jsonb)::bigint) and status = 'pending'`,
+        [JSON.stringify(rows.filter((r) => !byExternalId.has(r.external_id)).map((r) => r.id))]);
+      await recordExceptions(em as EntityManager, rejected.map((r) => {
+        const error = byExternalId.get(r.external_id) as ErpLineError;
+        const tx = r.transaction;
+        return exceptionRow({
+          code: 'erp_rejected', recordKind: 'erp_transaction', recordId: r.external_id, revision: typeof tx.revision === 'number' ? tx.revision : null,
+          projectId: r.project_id, region: r.region, record: tx,
+          message: `the ERP rejected ${r.external_id}: ${error.code}: ${error.message}`,
+        });
+      }));
+    });
+    return rejected.length;
+  }
+
+  async #release(rows: ClaimedRow[], err: unknown): Promise<void> {
+    const message = err instanceof Error ? err.message : String(err);
+    const attempts = Math.max(...rows.map((r) => r.attempts));
+    const delayMs = Math.min(60_000, 500 * 2 ** Math.min(attempts, 7));
+    await this.#orm.em.fork().execute(
+      `update erp_outbox set next_attempt_at = now() + (? * interval '1 millisecond'), last_error = ? where id in (select jsonb_array_elements_text(?::jsonb)::bigint)`,
+      [delayMs, message.slice(0, 500), JSON.stringify(rows.map((r) => r.id))]);
+  }
+}
+
+function postedAnnouncement(row: PostedOutboxRow): NatsOutboxRow {
+  return {
+    subject: `billing.posted.${row.region}.${row.projectId}`,
+    msg_id: `posted:${row.externalId}`,
+    payload: { ...row.transaction, documentId: row.documentId },
+    headers: row.traceParent ? { traceparent: row.traceParent } : null,
+  };
+}

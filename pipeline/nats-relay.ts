@@ -1,0 +1,80 @@
+// Relays the NATS outbox: messages written in the same transaction as the state
+// they announce (enriched entries, exceptions, posted documents) are published
+// after commit, then deleted. A crash between publish and delete republishes
+// with the same Nats-Msg-Id, which the stream's duplicate window absorbs.
+import type { MikroORM } from '@mikro-orm/postgresql';
+
+export interface OutboxMessage { subject: string; msgId: string; payload: unknown; headers: Record<string, string> | null }
+
+export interface NatsRelayOptions {
+  /** @default 500 */
+  batchSize?: number;
+  /** @default 200 ms */
+  idleMs?: number;
+  onError?: (err: unknown) => void;
+}
+
+export class NatsRelay {
+  readonly #orm: MikroORM;
+  readonly #publish: (messages: OutboxMessage[]) => Promise<unknown>;
+  readonly #options: Required<Omit<NatsRelayOptions, 'onError'>> & Pick<NatsRelayOptions, 'onError'>;
+  #running = false;
+  #loop: Promise<void> = Promise.resolve();
+  #waker: (() => void) | null = null;
+
+  constructor(orm: MikroORM, publish: (messages: OutboxMessage[]) => Promise<unknown>, options: NatsRelayOptions = {}) {
+    this.#orm = orm;
+    this.#publish = publish;
+    this.#options = { batchSize: 500, idleMs: 200, ...options };
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loop = this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.wake();
+    await this.#loop;
+  }
+
+  wake(): void {
+    this.#waker?.();
+  }
+
+  async #run(): Promise<void> {
+    while (this.#running) {
+      let relayed = 0;
+      try {
+        relayed = await this.relayOnce();
+      } catch (err) {
+        this.#options.onError?.(err);
+      }
+      if (relayed === 0 && this.#running) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.#options.idleMs);
+          this.#waker = () => { clearTimeout(timer); this.#waker = null; resolve(); };
+        });
+      }
+    }
+  }
+
+  /** Publishes one batch; returns how many messages went out. */
+  async relayOnce(): Promise<number> {
+    return this.#orm.em.fork().transactional(async (em) => {
+      const rows = await em.execute<{ id: string; subject: string; msg_id: string; payload: unknown; headers: Record<string, string> | null }[]>(
+        `select id, subject, msg_id, payload, headers from nats_outbox order by id limit ? for update skip locked`, [this.#options.batchSize]);
+      if (rows.length === 0) return 0;
+      await this.#publish(rows.map((r) => ({ subject: r.subject, msgId: r.msg_id, payload: r.payload, headers: r.headers })));
+      await em.execute(`delete from nats_outbox where id in (select jsonb_array_elements_text(?::jsonb)::bigint)`, [JSON.stringify(rows.map((r) => r.id))]);
+      return rows.length;
+    });
+  }
+
+  async depth(): Promise<number> {
+    const [row] = await this.#orm.em.fork().execute<{ n: string }[]>(`select count(*) as n from nats_outbox`);
+    return Number(row?.n ?? 0);
+  }
+}

@@ -1,0 +1,33 @@
+// The ORM's one configuration: entities listed explicitly, migrations checked in
+// and run at start-up (never schema sync), a pool sized for actor turns.
+import { Migrator } from '@mikro-orm/migrations';
+import { MikroORM, defineConfig } from '@mikro-orm/postgresql';
+import { ENTITIES } from './entities.ts';
+import { Migration20261125000000_initial } from './migrations/Migration20261125000000_initial.ts';
+
+export const MIGRATIONS = [Migration20261125000000_initial];
+
+export interface LedgerOptions {
+  databaseUrl: string;
+  /** @default 10 */
+  poolSize?: number;
+}
+
+export function ormConfig(options: LedgerOptions) {
+  return defineConfig({
+    clientUrl: options.databaseUrl,
+    entities: ENTITIES,
+    extensions: [Migrator],
+    migrations: { migrationsList: MIGRATIONS, transactional: true, allOrNothing: true },
+    pool: { min: 0, max: options.poolSize ?? 10 },
+    debug: false,
+    allowGlobalContext: false,
+  });
+}
+
+/** Opens the ledger and brings its schema up to date with the checked-in migrations. */
+export async function openLedger(options: LedgerOptions): Promise<MikroORM> {
+  const orm = await MikroORM.init(ormConfig(options));
+  await orm.migrator.up();
+  return orm;
+}
