@@ -366,8 +366,8 @@ export class ProjectActors {
     }
     const transaction = {
       externalId: `milestone:${milestone.milestoneId}`, kind: 'milestone', milestoneId: milestone.milestoneId, revision: milestone.revision ?? 1,
-      projectId: project.projectId, customerId: project.customerId, consultantId: '', role: '', workDate: now.toISOString().slice(0, 10),
-      hours: '0.00', rate: '0.00', amount: milestone.amount, currency: milestone.currency, legalEntity: project.legalEntity,
+      projectId: project.projectId, customerId: project.customerId, workDate: now.toISOString().slice(0, 10),
+      amount: milestone.amount, currency: milestone.currency, legalEntity: project.legalEntity,
     };
     return { kind: 'charge', amountMinor, outbox: outboxRow(transaction, project.projectId, project.region, item.traceParent ?? null) };
   }
@@ -408,7 +408,7 @@ function outboxRow(transaction: Record<string, string | number>, projectId: stri
   return {
     external_id: transaction.externalId, kind: transaction.kind, project_id: projectId, region,
     entry_id: transaction.entryId ?? null, milestone_id: transaction.milestoneId ?? null, revision: transaction.revision ?? null,
-    work_date: transaction.workDate || null, hours_hundredths: signedHours(String(transaction.hours)).toString(),
+    work_date: transaction.workDate || null, hours_hundredths: signedHours(String(transaction.hours ?? '0.00')).toString(),
     amount_minor: parseMoney(String(transaction.amount)).toString(), currency: transaction.currency, transaction, trace_parent: traceParent,
   };
 }

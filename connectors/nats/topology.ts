@@ -72,9 +72,10 @@ function consumerConfig(kind: string, options: Required<TopologyOptions>): Parti
     ack_wait: nanos(options.ackWaitMs),
     max_ack_pending: options.maxAckPending,
     // Never let the server give up on a message: an entry that cannot be processed
-    // is quarantined by the pipeline, not dropped by a max_deliver limit.
+    // is quarantined by the pipeline, not dropped by a max_deliver limit. (2.9
+    // refuses a backoff list with unlimited deliveries, so the pipeline paces
+    // retries itself with nak delays instead.)
     max_deliver: -1,
-    backoff: [nanos(options.ackWaitMs), nanos(options.ackWaitMs * 2), nanos(options.ackWaitMs * 5)],
   };
 }
 
@@ -96,7 +97,7 @@ export async function ensureTopology(jsm: JetStreamManager, kinds: readonly stri
     try {
       await jsm.consumers.info(STREAMS.ingest, config.durable_name as string);
       await jsm.consumers.update(STREAMS.ingest, config.durable_name as string, {
-        ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending, backoff: config.backoff, max_deliver: config.max_deliver,
+        ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending, max_deliver: config.max_deliver,
       });
     } catch (err) {
       if (!isNotFound(err)) throw err;

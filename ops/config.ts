@@ -1,0 +1,41 @@
+// billstream's configuration: one schema over the environment (CONTRACT §8),
+// validated once at start-up and typed everywhere after. A bad value stops the
+// process with the variable's name and the reason, never a default in silence.
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+
+export const configSchema = z.object({
+  NATS_URL: z.string().default('nats://127.0.0.1:4222').describe('NATS server URL(s), comma-separated'),
+  DATABASE_URL: z.string().default('postgres://postgres@127.0.0.1:5432/billstream').describe('PostgreSQL connection URL of the billing ledger'),
+  HTTP_PORT: port.default(8080).describe('Port of the ops HTTP server'),
+  HTTP_HOST: z.string().default('0.0.0.0').describe('Address the ops HTTP server binds'),
+  ERP_BASE_URL: z.string().url().default('http://127.0.0.1:8090').describe('Base URL of the cloud ERP API (or the sandbox)'),
+  ERP_CLIENT_ID: z.string().optional().describe('OAuth2 client id for the ERP'),
+  ERP_CLIENT_SECRET: z.string().optional().describe('OAuth2 client secret for the ERP'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional().describe('OTLP/HTTP endpoint traces are exported to; unset = no export'),
+  REFERENCE_GRACE_SECONDS: z.coerce.number().min(0).default(300).describe('How long an entry waits for its project, assignment or rate before it becomes an exception'),
+  INGEST_TOKEN: z.string().min(1).optional().describe('Bearer token required by POST /v1/ingest when set'),
+  BILLSTREAM_MAX_CONCURRENT_PROJECTS: z.coerce.number().int().positive().default(16).describe('Project actor turns that may run at once'),
+  BILLSTREAM_MAX_ACK_PENDING: z.coerce.number().int().positive().default(4000).describe('Unacked messages per ingest consumer: the in-flight bound'),
+  ERP_BATCH_SIZE: z.coerce.number().int().positive().max(1000).default(200).describe('Transactions per ERP post'),
+});
+
+export type BillstreamConfig = z.output<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): BillstreamConfig {
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = configSchema.safeParse(present);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  return result.data;
+}

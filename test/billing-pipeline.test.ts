@@ -1,0 +1,148 @@
+// The pipeline core end to end on real NATS JetStream, PostgreSQL and the ERP
+// sandbox: each test publishes records to ingest subjects and reads what the
+// ERP books and the ledger say.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, type Harness } from './support/billstream.ts';
+import { assignment, consultant, entry, project, ratecards, subjects } from './support/fixtures.ts';
+
+let h: Harness;
+
+async function publishReference(target: Harness, options: { withAssignment?: boolean } = {}): Promise<void> {
+  await target.publish(subjects.project(), project);
+  await target.publish(subjects.consultant(), consultant);
+  for (const card of ratecards) await target.publish(subjects.ratecard(), card);
+  if (options.withAssignment !== false) await target.publish(subjects.assignment(), assignment);
+}
+
+async function stageOf(entryId: string, revision: number): Promise<string | undefined> {
+  const { rows } = await h.sql.query<{ stage: string }>('select stage from entry_revision where entry_id = $1 and revision = $2', [entryId, revision]);
+  return rows[0]?.stage;
+}
+
+async function documentsOf(entryId: string) {
+  return (await h.erpDocuments()).filter((d) => d.entry_id === entryId);
+}
+
+describe('billing pipeline', () => {
+  beforeAll(async () => {
+    h = await startHarness({ REFERENCE_GRACE_SECONDS: '4' });
+    await h.startRuntime();
+    await publishReference(h);
+  });
+  afterAll(async () => {
+    await h?.[Symbol.asyncDispose]();
+  });
+
+  it('charges an approved billable entry at the rate effective on its work date, rounded half away from zero', async () => {
+    await h.publish(subjects.time(), entry({ entryId: 'e-rate-a', workDate: '2026-11-15', hours: '0.33' }));
+    await h.publish(subjects.time(), entry({ entryId: 'e-rate-b', workDate: '2026-11-16', hours: 7.5 }));
+    const docs = await h.waitFor(async () => {
+      const all = (await h.erpDocuments()).filter((d) => d.entry_id?.startsWith('e-rate-'));
+      return all.length === 2 ? all : null;
+    }, 30_000, 'two charges');
+    // 0.33 h × 150.00 = 49.50; 7.5 h × 160.00 (new card from 2026-11-16) = 1200.00
+    expect(docs.map((d) => [d.external_id, d.kind, d.amount])).toEqual([
+      ['e-rate-a:1:charge', 'charge', '49.50'],
+      ['e-rate-b:1:charge', 'charge', '1200.00'],
+    ]);
+  });
+
+  it('charges the same approved entry once however often it is delivered', async () => {
+    const record = entry({ entryId: 'e-dup' });
+    await h.publish(subjects.time(), record, 'time:p-1:e-dup:1');
+    await h.publish(subjects.time(), record, 'time:p-1:e-dup:1');
+    await h.publish(subjects.time(), record, 'other-id-1');
+    await h.publish(subjects.time(), record, 'other-id-2');
+    await h.waitFor(async () => (await stageOf('e-dup', 1)) === 'charged', 30_000, 'e-dup charged');
+    // After a restart, the in-memory dedupe is gone: the ledger's key must hold.
+    await h.stopRuntime();
+    await h.startRuntime();
+    await h.publish(subjects.time(), record, 'after-restart');
+    await h.publish(subjects.time(), entry({ entryId: 'e-dup-marker' }));
+    await h.waitFor(async () => (await stageOf('e-dup-marker', 1)) === 'charged', 30_000, 'marker charged');
+    await h.waitFor(async () => (await documentsOf('e-dup-marker')).length === 1, 30_000, 'marker posted');
+    const docs = await documentsOf('e-dup');
+    expect(docs.map((d) => d.external_id)).toEqual(['e-dup:1:charge']);
+    const { rows } = await h.sql.query<{ value: string }>(`select value from pipeline_counter where name = 'duplicates'`);
+    expect(Number(rows[0]?.value ?? 0) + (h.runtime?.pipeline.duplicatesInMemory ?? 0)).toBeGreaterThanOrEqual(1);
+  });
+
+  it('reverses and recharges a higher revision, ignores a stale one, and reverses a rejection after approval', async () => {
+    await h.publish(subjects.time(), entry({ entryId: 'e-rev', hours: 8 }));
+    await h.waitFor(async () => (await documentsOf('e-rev')).length === 1, 30_000, 'first charge');
+    await h.publish(subjects.time(), entry({ entryId: 'e-rev', revision: 2, hours: 6 }));
+    await h.waitFor(async () => (await documentsOf('e-rev')).length === 3, 30_000, 'reversal and recharge');
+    await h.publish(subjects.time(), entry({ entryId: 'e-rev', revision: 1, hours: 9 }), 'stale-copy');
+    await h.publish(subjects.time(), entry({ entryId: 'e-rev', revision: 3, hours: 6, status: 'rejected' }));
+    await h.waitFor(async () => (await documentsOf('e-rev')).length === 4, 30_000, 'rejection reversal');
+    const docs = await documentsOf('e-rev');
+    expect(docs.map((d) => [d.external_id, d.amount, d.hours])).toEqual([
+      ['e-rev:1:charge', '1200.00', '8.00'],
+      ['e-rev:1:reversal', '-1200.00', '-8.00'],
+      ['e-rev:2:charge', '900.00', '6.00'],
+      ['e-rev:2:reversal', '-900.00', '-6.00'],
+    ]);
+    const total = docs.reduce((sum, d) => sum + Math.round(Number(d.amount) * 100), 0);
+    expect(total).toBe(0);
+    expect(await stageOf('e-rev', 3)).toBe('not_chargeable');
+  });
+
+  it('holds an entry that arrives before its assignment and charges it once the assignment arrives', async () => {
+    const late = { ...assignment, assignmentId: 'a-late', taskId: 't-1', consultantId: 'c-late', revision: 1 };
+    await h.publish(subjects.time(), entry({ entryId: 'e-early', consultantId: 'c-late' }));
+    await h.waitFor(async () => (await stageOf('e-early', 1)) === 'waiting', 30_000, 'e-early waiting');
+    await h.publish(subjects.assignment(late), late);
+    await h.waitFor(async () => (await documentsOf('e-early')).length === 1, 30_000, 'e-early charged after its assignment');
+    expect((await documentsOf('e-early'))[0]?.external_id).toBe('e-early:1:charge');
+  });
+
+  it('turns an entry whose assignment never arrives into no_assignment after the grace', async () => {
+    await h.publish(subjects.time(), entry({ entryId: 'e-orphan', consultantId: 'c-nobody' }));
+    const exception = await h.waitFor(async () => {
+      const { rows } = await h.sql.query<{ code: string; message: string; status: string }>(`select code, message, status from billing_exception where entry_id = 'e-orphan'`);
+      return rows[0];
+    }, 30_000, 'no_assignment exception');
+    expect(exception.code).toBe('no_assignment');
+    expect(exception.message).toContain('c-nobody');
+    expect(await stageOf('e-orphan', 1)).toBe('exception');
+    expect(await documentsOf('e-orphan')).toEqual([]);
+  });
+
+  it('quarantines malformed JSON and invalid records as invalid_record naming the field, and keeps flowing', async () => {
+    await h.publish(subjects.time(), '{"entryId": "e-bad-json", ');
+    await h.publish(subjects.time(), entry({ entryId: 'e-bad-hours', hours: 30 }));
+    await h.publish(subjects.time(), entry({ entryId: 'e-after-bad' }));
+    await h.waitFor(async () => (await documentsOf('e-after-bad')).length === 1, 30_000, 'entry after bad ones charged');
+    const { rows } = await h.sql.query<{ code: string; message: string; errors: { field: string; reason: string }[] | null; raw: string | null }>(
+      `select code, message, errors, raw from billing_exception where code = 'invalid_record' order by first_seen_at`);
+    const hours = rows.find((r) => r.errors?.some((e) => e.field === 'hours'));
+    expect(hours?.message).toMatch(/hours/);
+    const json = rows.find((r) => r.raw?.includes('e-bad-json'));
+    expect(json?.errors?.[0]?.reason).toMatch(/not valid JSON/);
+    const msgs = await h.waitFor(async () => {
+      const info = await (await h.js.streams.get('BILLSTREAM_EXCEPTIONS')).info();
+      return info.state.messages >= 2 ? info.state.messages : null;
+    }, 15_000, 'exceptions published');
+    expect(msgs).toBeGreaterThanOrEqual(2);
+  });
+
+  it('publishes each enriched entry with its enrichment and Schema-Version 1', async () => {
+    await h.publish(subjects.time(), entry({ entryId: 'e-nb', taskId: 't-2' }));
+    await h.publish(subjects.assignment({ projectId: 'p-1' }), { ...assignment, assignmentId: 'a-nb', taskId: 't-2' });
+    await h.waitFor(async () => (await stageOf('e-nb', 1)) === 'non_billable', 30_000, 'non-billable decided');
+    const stream = await h.js.streams.get('BILLSTREAM_ENRICHED');
+    const msg = await h.waitFor(async () => stream.getMessage({ last_by_subj: 'enriched.time.amer.p-1' }).catch(() => null), 15_000, 'enriched message');
+    expect(msg.header.get('Schema-Version')).toBe('1');
+    const all = await h.waitFor(async () => {
+      const found = [];
+      const info = await stream.info();
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+        const m = await stream.getMessage({ seq }).catch(() => null);
+        if (m) found.push(m.json<Record<string, unknown>>());
+      }
+      return found.find((p) => p.entryId === 'e-nb') ?? null;
+    }, 15_000, 'enriched e-nb');
+    expect(all).toMatchObject({ entryId: 'e-nb', billable: false, role: 'senior', customerId: 'cust-1', contractId: 'k-1', legalEntity: 'le-us', currency: 'USD', costAmount: '600.00' });
+    expect(await documentsOf('e-nb')).toEqual([]);
+  });
+});
