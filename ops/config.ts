@@ -18,6 +18,8 @@ export const configSchema = z.object({
   INGEST_TOKEN: z.string().min(1).optional().describe('Bearer token required by POST /v1/ingest when set'),
   BILLSTREAM_MAX_CONCURRENT_PROJECTS: z.coerce.number().int().positive().default(16).describe('Project actor turns that may run at once'),
   BILLSTREAM_MAX_ACK_PENDING: z.coerce.number().int().positive().default(4000).describe('Unacked messages per ingest consumer: the in-flight bound'),
+  BILLSTREAM_ACK_WAIT_SECONDS: z.coerce.number().positive().default(60).describe('How long a delivered ingest message may stay unacked before the broker redelivers it (a crashed instance\'s messages come back after this)'),
+  ERP_POST_LEASE_SECONDS: z.coerce.number().positive().default(30).describe('How long a claimed ERP batch stays reserved for the instance posting it; a crashed instance\'s batches are posted by another after this (posting twice is harmless: the ERP keeps one document per externalId)'),
   ERP_BATCH_SIZE: z.coerce.number().int().positive().max(1000).default(200).describe('Transactions per ERP post'),
 });
 

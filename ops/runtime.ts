@@ -50,7 +50,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
   const log = options.log ?? ((line: string) => console.error(line));
   const nc = await connectNats({ url: config.NATS_URL });
   const jsm = await jetstreamManager(nc);
-  await ensureTopology(jsm, RECORD_KINDS, { maxAckPending: config.BILLSTREAM_MAX_ACK_PENDING });
+  await ensureTopology(jsm, RECORD_KINDS, { maxAckPending: config.BILLSTREAM_MAX_ACK_PENDING, ackWaitMs: config.BILLSTREAM_ACK_WAIT_SECONDS * 1000 });
   const js = jetstream(nc);
 
   const orm = await openLedger({ databaseUrl: config.DATABASE_URL, poolSize: config.BILLSTREAM_MAX_CONCURRENT_PROJECTS + 6 });
@@ -66,7 +66,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
     orm,
     { postTransactions: (transactions, key) => erp.postTransactions(transactions as unknown as ErpTransaction[], key) },
     (err) => (isErpRejected(err) ? err.errors.map((e) => ({ externalId: e.externalId ?? '', code: e.code, message: e.message })) : null),
-    { batchSize: config.ERP_BATCH_SIZE, onPosted: () => relay.wake(), onError: (err) => log(`erp poster: ${describe(err)}`) },
+    { batchSize: config.ERP_BATCH_SIZE, leaseMs: config.ERP_POST_LEASE_SECONDS * 1000, onPosted: () => relay.wake(), onError: (err) => log(`erp poster: ${describe(err)}`) },
   );
   const actors = new ProjectActors(orm, { referenceGraceMs: config.REFERENCE_GRACE_SECONDS * 1000 });
   const pipeline = new BillingPipeline(orm, view, actors, {

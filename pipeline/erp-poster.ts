@@ -22,7 +22,11 @@ export type RejectionReader = (err: unknown) => ErpLineError[] | null;
 export interface ErpPosterOptions {
   /** @default 200 */
   batchSize?: number;
-  /** How long a claimed batch is reserved for its poster. @default 120 s */
+  /**
+   * How long a claimed batch is reserved for its poster. Past it, another poster
+   * may take the batch; if the first is still alive, both post and the ERP's
+   * per-externalId idempotency keeps one document. @default 30 s
+   */
   leaseMs?: number;
   /** Parallel posting loops. @default 2 */
   concurrency?: number;
@@ -57,7 +61,7 @@ export class ErpPoster {
     this.#orm = orm;
     this.#erp = erp;
     this.#rejection = rejection;
-    this.#options = { batchSize: 200, leaseMs: 120_000, concurrency: 2, idleMs: 500, ...options };
+    this.#options = { batchSize: 200, leaseMs: 30_000, concurrency: 2, idleMs: 500, ...options };
   }
 
   start(): void {

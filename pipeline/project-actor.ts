@@ -185,8 +185,6 @@ export class ProjectActors {
       const key = `${entry.entryId}:${entry.revision}`;
       const seen = seenRevisions.get(key);
       const reopenable = seen && (seen.stage === 'waiting' || (item.reevaluate && seen.stage === 'exception'));
-      if (seen && !reopenable) { counts.duplicates++; continue; }
-
       const state = entryStates.get(entry.entryId);
       const plan = planRevision(
         {
@@ -207,13 +205,15 @@ export class ProjectActors {
         trace_id: item.traceId ?? null, trace_parent: item.traceParent ?? null,
         first_seen_at: firstSeenAt.toISOString(), approved_at: entry.approvedAt ?? null,
       };
-      // A revision older than one already decided is stale: recorded, counted, ignored.
-      if (plan.stale || (state && !seen && state.latest_revision > entry.revision)) {
-        revisionRows.push({ ...baseRow, stage: 'stale' });
+      // A revision older than one already decided is stale: counted and ignored
+      // (recorded once; a revision that was waiting is closed as stale).
+      if (plan.stale) {
+        if (!seen || reopenable) revisionRows.push({ ...baseRow, stage: 'stale' });
         counts.stale++;
         decisions.push({ entryId: entry.entryId, revision: entry.revision, stage: 'stale' });
         continue;
       }
+      if (seen && !reopenable) { counts.duplicates++; continue; }
 
       const outcome = item.outcome;
       let failure: { code: ExceptionCode; reason: string } | null = outcome.kind === 'exception' ? { code: outcome.code, reason: outcome.reason } : null;
@@ -223,9 +223,11 @@ export class ProjectActors {
           revisionRows.push({ ...baseRow, stage: 'waiting', waiting_for: outcome.missing });
           counts.waiting++;
           decisions.push({ entryId: entry.entryId, revision: entry.revision, stage: 'waiting', traceId: item.traceId });
-          const latestRevision = Math.max(state?.latest_revision ?? 0, entry.revision);
-          billingRows.set(entry.entryId, billingRow(entry, projectId, state, latestRevision));
-          if (state) state.latest_revision = latestRevision;
+          // A waiting revision does not move the entry's latest decided revision:
+          // revisions released together are then decided in their own order, so a
+          // revision 1 released with its revision 2 is charged and then reversed,
+          // as CONTRACT §3.8 has every billable revision charged once.
+          seenRevisions.set(key, { stage: 'waiting', first_seen_at: firstSeenAt.toISOString() });
           continue;
         }
         failure = { code: outcome.code, reason: `${outcome.reason} (waited ${Math.round(waitedMs / 1000)} s for reference data)` };

@@ -18,7 +18,7 @@ export function ormConfig(options: LedgerOptions) {
     clientUrl: options.databaseUrl,
     entities: ENTITIES,
     extensions: [Migrator],
-    migrations: { migrationsList: MIGRATIONS, transactional: true, allOrNothing: true, silent: true },
+    migrations: { migrationsList: MIGRATIONS, transactional: true, allOrNothing: true, silent: true, snapshot: false },
     pool: { min: 0, max: options.poolSize ?? 10 },
     debug: false,
     allowGlobalContext: false,

@@ -1,10 +1,12 @@
 // A whole billstream for an integration test: a private nats-server, a private
 // database, the ERP sandbox on that database, and the runtime wired to them.
 // Everything is real; everything is removed on dispose.
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { startErpSandbox, type ErpSandbox } from '../../connectors/erp/sandbox.ts';
+import { ensureTopology } from '../../connectors/nats/topology.ts';
+import { RECORD_KINDS } from '../../pipeline/model/types.ts';
 import { loadConfig, type BillstreamConfig } from '../../ops/config.ts';
 import { startRuntime, type Runtime } from '../../ops/runtime.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
@@ -37,6 +39,8 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   });
   const client = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
   const js = jetstream(client);
+  // Producers may publish before billstream first starts; the streams are there for them.
+  await ensureTopology(await jetstreamManager(client), RECORD_KINDS);
   const sql = new pg.Pool({ connectionString: db.url, max: 2 });
   const encoder = new TextEncoder();
 

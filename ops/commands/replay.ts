@@ -1,0 +1,16 @@
+// `billstream replay <exceptionId>`: asks the running pipeline's ops server to
+// re-evaluate an exception against today's reference data.
+export async function runReplay(args: string[]): Promise<number> {
+  const id = args[0];
+  if (!id) {
+    console.error('usage: billstream replay <exceptionId>');
+    return 2;
+  }
+  const base = process.env.BILLSTREAM_URL ?? `http://127.0.0.1:${process.env.HTTP_PORT ?? '8080'}`;
+  const response = await fetch(`${base}/v1/exceptions/${encodeURIComponent(id)}/replay`, {
+    method: 'POST', headers: { 'content-type': 'application/json', 'x-actor': process.env.USER ?? 'cli' }, body: JSON.stringify({ by: process.env.USER ?? 'cli' }),
+  });
+  const body = await response.text();
+  console.log(body);
+  return response.ok ? 0 : 1;
+}
