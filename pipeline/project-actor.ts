@@ -216,8 +216,12 @@ export class ProjectActors {
       if (seen && !reopenable) { counts.duplicates++; continue; }
 
       const outcome = item.outcome;
-      let failure: { code: ExceptionCode; reason: string } | null = outcome.kind === 'exception' ? { code: outcome.code, reason: outcome.reason } : null;
-      if (outcome.kind === 'waiting') {
+      // CONTRACT §3 applies to approved entries: a submitted or rejected revision
+      // never waits for reference data and never raises an exception; it is
+      // decided at once (reversing whatever an earlier revision charged).
+      const approved = entry.status === 'approved';
+      let failure: { code: ExceptionCode; reason: string } | null = approved && outcome.kind === 'exception' ? { code: outcome.code, reason: outcome.reason } : null;
+      if (outcome.kind === 'waiting' && approved) {
         const waitedMs = now.getTime() - firstSeenAt.getTime();
         if (waitedMs < this.#options.referenceGraceMs) {
           revisionRows.push({ ...baseRow, stage: 'waiting', waiting_for: outcome.missing });

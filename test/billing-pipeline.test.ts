@@ -126,6 +126,20 @@ describe('billing pipeline', () => {
     expect(msgs).toBeGreaterThanOrEqual(2);
   });
 
+  it('takes entries over HTTP ingest, rejects bad ones by index and field, and charges the good ones', async () => {
+    const response = await fetch(`${h.runtime?.httpUrl}/v1/ingest/time`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([entry({ entryId: 'e-http' }), entry({ entryId: 'bad id', hours: 0 })]),
+    });
+    expect(response.status).toBe(202);
+    const body = await response.json() as { accepted: number; rejected: { index: number; errors: { field: string }[] }[] };
+    expect(body.accepted).toBe(1);
+    expect(body.rejected.map((r) => [r.index, r.errors.map((e) => e.field).sort()])).toEqual([[1, ['entryId', 'hours']]]);
+    await h.waitFor(async () => (await documentsOf('e-http')).length === 1, 30_000, 'HTTP-ingested entry posted');
+    const lifecycle = await (await fetch(`${h.runtime?.httpUrl}/v1/entries/e-http`)).json() as { revisions: { stage: string; amount: string }[] };
+    expect(lifecycle.revisions[0]).toMatchObject({ amount: '1125.00' });
+  });
+
   it('publishes each enriched entry with its enrichment and Schema-Version 1', async () => {
     await h.publish(subjects.time(), entry({ entryId: 'e-nb', taskId: 't-2' }));
     await h.publish(subjects.assignment({ projectId: 'p-1' }), { ...assignment, assignmentId: 'a-nb', taskId: 't-2' });
@@ -144,5 +158,75 @@ describe('billing pipeline', () => {
     }, 15_000, 'enriched e-nb');
     expect(all).toMatchObject({ entryId: 'e-nb', billable: false, role: 'senior', customerId: 'cust-1', contractId: 'k-1', legalEntity: 'le-us', currency: 'USD', costAmount: '600.00' });
     expect(await documentsOf('e-nb')).toEqual([]);
+  });
+});
+
+describe('billing rules on the running pipeline', () => {
+  let r: Harness;
+  const exceptionOf = async (entryId: string) => {
+    const { rows } = await r.sql.query<{ code: string; message: string }>(`select code, message from billing_exception where entry_id = $1`, [entryId]);
+    return rows;
+  };
+  const docs = async (projectId: string) => r.erpDocuments(projectId);
+  const variants = [
+    { projectId: 'p-closed', status: 'closed' },
+    { projectId: 'p-eur', currency: 'EUR' },
+    { projectId: 'p-cap', notToExceed: '1000.00' },
+    { projectId: 'p-ff', billingModel: 'fixed_fee' },
+  ];
+
+  beforeAll(async () => {
+    r = await startHarness({ REFERENCE_GRACE_SECONDS: '30' });
+    await r.startRuntime();
+    await publishReference(r);
+    for (const v of variants) {
+      await r.publish(`ingest.project.amer.${v.projectId}`, { ...project, ...v });
+      await r.publish(`ingest.assignment.amer.${v.projectId}`, { ...assignment, assignmentId: `a-${v.projectId}`, projectId: v.projectId });
+    }
+  });
+  afterAll(async () => {
+    await r?.[Symbol.asyncDispose]();
+  });
+
+  it.each([
+    { entryId: 'x-closed', projectId: 'p-closed', code: 'project_closed', mentions: 'p-closed' },
+    { entryId: 'x-eur', projectId: 'p-eur', code: 'rate_mismatch', mentions: 'EUR' },
+  ])('an approved entry on $projectId becomes $code', async ({ entryId, projectId, code, mentions }) => {
+    await r.publish(subjects.time(projectId), entry({ entryId, projectId }));
+    const [exception] = await r.waitFor(async () => { const rows = await exceptionOf(entryId); return rows.length ? rows : null; }, 30_000, `${code} exception`);
+    expect(exception?.code).toBe(code);
+    expect(exception?.message).toContain(mentions);
+  });
+
+  it('a submitted entry on a closed project raises no exception and charges nothing', async () => {
+    await r.publish(subjects.time('p-closed'), entry({ entryId: 'x-closed-submitted', projectId: 'p-closed', status: 'submitted' }));
+    await r.publish(subjects.time('p-closed'), entry({ entryId: 'x-closed-marker', projectId: 'p-closed' }));
+    await r.waitFor(async () => (await exceptionOf('x-closed-marker')).length > 0, 30_000, 'marker exception');
+    expect(await exceptionOf('x-closed-submitted')).toEqual([]);
+    expect(await docs('p-closed')).toEqual([]);
+  });
+
+  it('holds an entry that would cross notToExceed as cap_exceeded while a smaller later one still fits', async () => {
+    await r.publish(subjects.time('p-cap'), entry({ entryId: 'x-cap-big', projectId: 'p-cap', hours: 7.5 }));
+    await r.publish(subjects.time('p-cap'), entry({ entryId: 'x-cap-small', projectId: 'p-cap', hours: 5 }));
+    await r.waitFor(async () => (await docs('p-cap')).length === 1, 30_000, 'small entry posted');
+    expect((await docs('p-cap')).map((d) => [d.external_id, d.amount])).toEqual([['x-cap-small:1:charge', '750.00']]);
+    const [held] = await r.waitFor(async () => { const rows = await exceptionOf('x-cap-big'); return rows.length ? rows : null; }, 30_000, 'cap exception');
+    expect(held?.code).toBe('cap_exceeded');
+    expect(held?.message).toContain('1000.00');
+  });
+
+  it('charges a completed milestone on an active fixed-fee project exactly once', async () => {
+    const milestone = { milestoneId: 'm-1', projectId: 'p-ff', amount: '5000.00', currency: 'USD', status: 'complete' };
+    await r.publish(subjects.milestone('p-ff'), milestone);
+    await r.publish(subjects.milestone('p-ff'), milestone, 'milestone-again');
+    await r.waitFor(async () => (await docs('p-ff')).length === 1, 30_000, 'milestone posted');
+    await r.publish(subjects.milestone('p-ff'), milestone, 'milestone-third');
+    await r.publish(subjects.time('p-ff'), entry({ entryId: 'x-ff', projectId: 'p-ff' }));
+    await r.waitFor(async () => {
+      const { rows } = await r.sql.query(`select 1 from entry_revision where entry_id = 'x-ff' and stage = 'non_billable'`);
+      return rows.length > 0;
+    }, 30_000, 'fixed-fee time decided');
+    expect((await docs('p-ff')).map((d) => [d.external_id, d.kind, d.amount])).toEqual([['milestone:m-1', 'milestone', '5000.00']]);
   });
 });
