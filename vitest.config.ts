@@ -7,6 +7,9 @@ export default defineConfig({
     // carry two of them at once without starving the servers they spawn.
     maxWorkers: 2,
     testTimeout: 60_000,
+    // The JSON report gives .ci/run a plain "N passed, N failed" closing line.
+    reporters: ['default', 'json'],
+    outputFile: { json: '.billstream/vitest-report.json' },
     hookTimeout: 60_000,
   },
 });
