@@ -1,6 +1,7 @@
 // billstream's configuration: one schema over the environment (CONTRACT §8),
 // validated once at start-up and typed everywhere after. A bad value stops the
 // process with the variable's name and the reason, never a default in silence.
+import { hostname } from 'node:os';
 import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -20,8 +21,19 @@ export const configSchema = z.object({
   BILLSTREAM_MAX_ACK_PENDING: z.coerce.number().int().positive().default(4000).describe('Unacked messages per ingest consumer: the in-flight bound'),
   BILLSTREAM_ACK_WAIT_SECONDS: z.coerce.number().positive().default(60).describe('How long a delivered ingest message may stay unacked before the broker redelivers it (a crashed instance\'s messages come back after this)'),
   ERP_POST_LEASE_SECONDS: z.coerce.number().positive().default(30).describe('How long a claimed ERP batch stays reserved for the instance posting it; a crashed instance\'s batches are posted by another after this (posting twice is harmless: the ERP keeps one document per externalId)'),
+  BILLSTREAM_PARTITIONS: z.coerce.number().int().min(0).max(1024).default(0).describe('Cluster mode when > 0: projects hash into this many partitions, each owned by one instance at a time (keep it fixed for a deployment)'),
+  BILLSTREAM_INSTANCE_ID: z.string().regex(/^[A-Za-z0-9_-]{1,48}$/).default(defaultInstanceId()).describe('This instance\'s id in cluster mode (leases and its own reference consumers are named by it)'),
+  BILLSTREAM_LEASE_TTL_SECONDS: z.coerce.number().positive().default(15).describe('Partition lease lifetime without renewal: how soon a dead instance\'s partitions are taken over'),
   ERP_BATCH_SIZE: z.coerce.number().int().positive().max(1000).default(200).describe('Transactions per ERP post'),
+  OPS_TOKEN: z.string().min(1).optional().describe('Bearer token required by the ops server\'s actions (exception replay and dismiss, billing close) when set'),
+  POSTING_SLA_MINUTES: z.coerce.number().positive().default(60).describe('Approved time not posted to the ERP within this many minutes raises a posting_sla alert (fractions allowed)'),
+  POSTING_SLA_CHECK_SECONDS: z.coerce.number().positive().default(30).describe('How often the posting SLA is checked'),
+  INVOICE_POLL_SECONDS: z.coerce.number().positive().default(60).describe('How often open invoices\' status is read from the ERP'),
 });
+
+function defaultInstanceId(): string {
+  return `${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 32)}-${process.pid}`;
+}
 
 export type BillstreamConfig = z.output<typeof configSchema>;
 

@@ -14,7 +14,8 @@ import { connectNats, natsHealth } from '../connectors/nats/connection.ts';
 import { fromJsMsg } from '../connectors/nats/incoming.ts';
 import { jetStreamSource } from '../connectors/nats/jetstream-source.ts';
 import { publishAll, publishMessage } from '../connectors/nats/publish.ts';
-import { STREAMS, ensureTopology, ingestConsumerName } from '../connectors/nats/topology.ts';
+import { STREAMS, ensureConsumer, ensureTopology, ingestConsumerName } from '../connectors/nats/topology.ts';
+import { LeaseStore } from '../connectors/nats/lease-store.ts';
 import { BillingPipeline } from '../pipeline/billing-pipeline.ts';
 import { ErpPoster } from '../pipeline/erp-poster.ts';
 import { NatsRelay } from '../pipeline/nats-relay.ts';
@@ -23,6 +24,7 @@ import { REFERENCE_KINDS, loadReferenceView } from '../pipeline/reference-store.
 import { openLedger } from '../pipeline/state/orm.ts';
 import { RECORD_KINDS } from '../pipeline/model/types.ts';
 import type { BillstreamConfig } from './config.ts';
+import { PartitionedIntake } from './cluster.ts';
 import { buildOpsServer } from './http/ops-server.ts';
 
 export interface RuntimeOptions {
@@ -40,6 +42,8 @@ export interface Runtime {
   poster: ErpPoster;
   relay: NatsRelay;
   erp: ErpClient;
+  /** Cluster mode's partition intake (null on a single instance). */
+  intake: PartitionedIntake | null;
   http: FastifyInstance | null;
   /** Where the ops server listens, e.g. http://127.0.0.1:8080. */
   httpUrl: string | null;
@@ -77,11 +81,32 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
   });
 
   const source = (kind: string) => jetStreamSource(js, { stream: STREAMS.ingest, durable: ingestConsumerName(kind) }).pipe(map(fromJsMsg));
-  pipeline.run({
-    reference: merge(...REFERENCE_KINDS.map(source)),
-    time: source('time'),
-    milestone: source('milestone'),
-  });
+  let intake: PartitionedIntake | null = null;
+  if (config.BILLSTREAM_PARTITIONS > 0) {
+    // Cluster mode: every instance keeps its own reference view (its own durable
+    // reference consumers, removed by the server an hour after the instance is
+    // gone); time and milestones come only from the partitions this instance owns.
+    const instanceId = config.BILLSTREAM_INSTANCE_ID;
+    const topology = { maxAckPending: config.BILLSTREAM_MAX_ACK_PENDING, ackWaitMs: config.BILLSTREAM_ACK_WAIT_SECONDS * 1000 };
+    for (const kind of REFERENCE_KINDS) {
+      await ensureConsumer(jsm, STREAMS.ingest, ingestConsumerName(kind, instanceId), `ingest.${kind}.>`, { ...topology, inactiveThresholdMs: 3_600_000 });
+    }
+    const leases = await LeaseStore.open(nc, { ttlMs: config.BILLSTREAM_LEASE_TTL_SECONDS * 1000 });
+    intake = new PartitionedIntake(js, jsm, leases, { instanceId, partitions: config.BILLSTREAM_PARTITIONS, topology, log });
+    pipeline.ownsProject = (projectId) => intake?.ownsProject(projectId) ?? false;
+    pipeline.run({
+      reference: merge(...REFERENCE_KINDS.map((kind) => jetStreamSource(js, { stream: STREAMS.ingest, durable: ingestConsumerName(kind, instanceId) }).pipe(map(fromJsMsg)))),
+      time: intake.time$,
+      milestone: intake.milestone$,
+    });
+    await intake.start();
+  } else {
+    pipeline.run({
+      reference: merge(...REFERENCE_KINDS.map(source)),
+      time: source('time'),
+      milestone: source('milestone'),
+    });
+  }
   relay.start();
   poster.start();
 
@@ -107,11 +132,13 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
 
   let stopped = false;
   return {
-    config, nc, js, orm, pipeline, poster, relay, erp, http, httpUrl,
+    config, nc, js, orm, pipeline, poster, relay, erp, intake, http, httpUrl,
     async stop() {
       if (stopped) return;
       stopped = true;
       await http?.close();
+      // Hand partitions over first (stop consuming, let their turns commit), then stop the pipeline.
+      await intake?.stop();
       await pipeline.stop();
       await poster.stop();
       await relay.relayOnce().catch(() => 0);

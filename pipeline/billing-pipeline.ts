@@ -163,6 +163,9 @@ export class BillingPipeline {
     void this.releaseWaiting(null).catch((err: unknown) => this.#options.onError?.(err, 'release'));
   }
 
+  /** Cluster mode: whether this instance's actors own a project (waiting entries of others are left to them). */
+  ownsProject: ((projectId: string) => boolean) | null = null;
+
   #duplicatesInMemory = 0;
   get duplicatesInMemory(): number {
     return this.#duplicatesInMemory;
@@ -280,6 +283,8 @@ export class BillingPipeline {
     const rows = await this.#orm.em.fork().execute<{ record: TimeRecord; region: string; first_seen_at: string; trace_parent: string | null; trace_id: string | null }[]>(
       `select record, region, first_seen_at, trace_parent, trace_id from entry_revision where ${clauses.join(' and ')} order by first_seen_at limit 20000`, params);
     for (const row of rows) {
+      // In cluster mode another instance's actor owns this project: it releases its own.
+      if (this.ownsProject && !this.ownsProject(row.record.projectId)) continue;
       this.#released.next({
         type: 'time', entry: row.record, outcome: { kind: 'waiting', missing: 'project', code: 'unknown_project', reason: '' }, snapshot: {},
         region: row.region, receivedAt: new Date(row.first_seen_at), traceParent: row.trace_parent, traceId: row.trace_id, reevaluate: true,

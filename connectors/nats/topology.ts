@@ -22,6 +22,8 @@ export const STREAMS = {
   exceptions: 'BILLSTREAM_EXCEPTIONS',
   invoices: 'BILLSTREAM_INVOICES',
   alerts: 'BILLSTREAM_ALERTS',
+  /** Time and milestone messages re-published per partition (`part.<n>.<ingest subject>`) in cluster mode. */
+  partitioned: 'BILLSTREAM_PARTITIONED',
 } as const;
 
 export interface TopologyOptions {
@@ -55,18 +57,43 @@ function streamConfigs(options: Required<TopologyOptions>): Partial<StreamConfig
     { ...common, name: STREAMS.exceptions, subjects: ['exceptions.>'] },
     { ...common, name: STREAMS.invoices, subjects: ['invoice.>'] },
     { ...common, name: STREAMS.alerts, subjects: ['alerts.>'] },
+    { ...common, name: STREAMS.partitioned, subjects: ['part.>'] },
   ];
 }
 
 /** The durable consumers on the ingest stream, one per record kind. */
-export function ingestConsumerName(kind: string): string {
-  return `billstream-${kind}`;
+export function ingestConsumerName(kind: string, instanceId?: string): string {
+  return instanceId ? `billstream-${kind}-${instanceId}` : `billstream-${kind}`;
 }
 
-function consumerConfig(kind: string, options: Required<TopologyOptions>): Partial<ConsumerConfig> {
+/** Durable pull consumer on one partition of the partitioned stream, consumed by its lease owner only. */
+export function partitionConsumerName(partition: number): string {
+  return `billstream-part-${partition}`;
+}
+
+/** The router's consumer of one record kind on the ingest stream. */
+export function routerConsumerName(kind: string): string {
+  return `billstream-router-${kind}`;
+}
+
+export async function ensureConsumer(
+  jsm: JetStreamManager, stream: string, durable: string, filterSubject: string, overrides: TopologyOptions & { inactiveThresholdMs?: number } = {},
+): Promise<void> {
+  const options = { ...defaultTopologyOptions(), ...overrides };
+  const config: Partial<ConsumerConfig> = { ...consumerConfig(options), durable_name: durable, filter_subject: filterSubject };
+  // A per-instance consumer is removed by the server once its instance is gone for good.
+  if (overrides.inactiveThresholdMs) config.inactive_threshold = nanos(overrides.inactiveThresholdMs);
+  try {
+    await jsm.consumers.info(stream, durable);
+    await jsm.consumers.update(stream, durable, { ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending, max_deliver: config.max_deliver });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.consumers.add(stream, config);
+  }
+}
+
+function consumerConfig(options: Required<TopologyOptions>): Partial<ConsumerConfig> {
   return {
-    durable_name: ingestConsumerName(kind),
-    filter_subject: `ingest.${kind}.>`,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     ack_wait: nanos(options.ackWaitMs),
@@ -92,18 +119,7 @@ export async function ensureTopology(jsm: JetStreamManager, kinds: readonly stri
       await jsm.streams.add({ ...config, name });
     }
   }
-  for (const kind of kinds) {
-    const config = consumerConfig(kind, options);
-    try {
-      await jsm.consumers.info(STREAMS.ingest, config.durable_name as string);
-      await jsm.consumers.update(STREAMS.ingest, config.durable_name as string, {
-        ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending, max_deliver: config.max_deliver,
-      });
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      await jsm.consumers.add(STREAMS.ingest, config);
-    }
-  }
+  for (const kind of kinds) await ensureConsumer(jsm, STREAMS.ingest, ingestConsumerName(kind), `ingest.${kind}.>`, options);
 }
 
 function isNotFound(err: unknown): boolean {

@@ -2,6 +2,7 @@
 // and run at start-up (never schema sync), a pool sized for actor turns.
 import { Migrator } from '@mikro-orm/migrations';
 import { MikroORM, defineConfig } from '@mikro-orm/postgresql';
+import pg from 'pg';
 import { ENTITIES } from './entities.ts';
 import { Migration20261125000000_initial } from './migrations/Migration20261125000000_initial.ts';
 
@@ -25,9 +26,23 @@ export function ormConfig(options: LedgerOptions) {
   });
 }
 
-/** Opens the ledger and brings its schema up to date with the checked-in migrations. */
+/**
+ * Opens the ledger and brings its schema up to date with the checked-in
+ * migrations. Several instances starting together take turns: a session-level
+ * advisory lock, held on a connection of its own, serialises their migrators.
+ */
 export async function openLedger(options: LedgerOptions): Promise<MikroORM> {
   const orm = await MikroORM.init(ormConfig(options));
-  await orm.migrator.up();
+  const lock = new pg.Client({ connectionString: options.databaseUrl });
+  await lock.connect();
+  try {
+    await lock.query(`select pg_advisory_lock(hashtext('billstream:migrations'))`);
+    await orm.migrator.up();
+  } catch (err) {
+    await orm.close();
+    throw err;
+  } finally {
+    await lock.end();
+  }
   return orm;
 }

@@ -1,0 +1,213 @@
+// Cluster mode: several `billstream start` processes share the work while each
+// project's billing stays strictly serial on exactly one of them.
+//
+//   ingest.time.> / ingest.milestone.>  ─(router, one instance at a time)→  part.<n>.<subject>
+//   part.<n>.>  ─(consumed only by the owner of partition n's lease)→  the pipeline's actors
+//
+// nats-server 2.9 has no server-side subject transforms, so the router does the
+// partitioning client-side: it holds a `router` lease, re-publishes each message
+// (in order, with Nats-Msg-Id `route:<stream sequence>`) to its partition's subject
+// and acks the original only after the partitioned copy is stored. Partition
+// leases live in a KV bucket (revision-checked create/update/delete, TTL by the
+// bucket's max age); instances rebalance toward a fair share as members join or
+// die. A new owner resumes a partition's durable consumer from its ack floor;
+// messages the dead owner had in flight come back after the ack wait, and the
+// ledger's keys and the project row lock make their second processing harmless.
+import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { Subject, mergeMap, from, type Observable, type Subscription } from 'rxjs';
+import { fromJsMsg } from '../connectors/nats/incoming.ts';
+import { jetStreamSource } from '../connectors/nats/jetstream-source.ts';
+import type { LeaseStore } from '../connectors/nats/lease-store.ts';
+import { STREAMS, ensureConsumer, partitionConsumerName, routerConsumerName, type TopologyOptions } from '../connectors/nats/topology.ts';
+import type { IncomingMessage } from '../pipeline/billing-pipeline.ts';
+import { partitionOf, planLeases } from '../pipeline/partitioning.ts';
+
+export interface ClusterOptions {
+  instanceId: string;
+  partitions: number;
+  topology?: TopologyOptions;
+  log?: (line: string) => void;
+}
+
+const INGESTED_AT = 'Billstream-Ingested-At';
+const ROUTED_KINDS = ['time', 'milestone'] as const;
+
+interface OwnedPartition {
+  revision: number;
+  subscription: Subscription;
+  inFlight: number;
+}
+
+export class PartitionedIntake {
+  readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
+  readonly #leases: LeaseStore;
+  readonly #options: ClusterOptions;
+  readonly #time = new Subject<IncomingMessage>();
+  readonly #milestone = new Subject<IncomingMessage>();
+  readonly #owned = new Map<number, OwnedPartition>();
+  #membership: number | null = null;
+  #router: { revision: number; subscriptions: Subscription[] } | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #ticking: Promise<void> = Promise.resolve();
+  #stopped = false;
+
+  constructor(js: JetStreamClient, jsm: JetStreamManager, leases: LeaseStore, options: ClusterOptions) {
+    this.#js = js;
+    this.#jsm = jsm;
+    this.#leases = leases;
+    this.#options = options;
+  }
+
+  get time$(): Observable<IncomingMessage> { return this.#time.asObservable(); }
+  get milestone$(): Observable<IncomingMessage> { return this.#milestone.asObservable(); }
+
+  ownedPartitions(): number[] { return [...this.#owned.keys()].sort((a, b) => a - b); }
+  ownsProject(projectId: string): boolean { return this.#owned.has(partitionOf(projectId, this.#options.partitions)); }
+  get routing(): boolean { return this.#router !== null; }
+
+  async start(): Promise<void> {
+    await this.#tick();
+    // Renew well inside the TTL: a third of it leaves two chances before expiry.
+    this.#timer = setInterval(() => { this.#ticking = this.#ticking.then(() => this.#tick()).catch((err: unknown) => this.#log(`lease tick: ${String(err)}`)); }, Math.max(200, Math.floor(this.#leases.ttlMs / 3)));
+  }
+
+  /** Stops routing and consuming, waits for in-flight messages, and gives every lease back. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearInterval(this.#timer);
+    await this.#ticking;
+    await this.#stopRouter(true);
+    for (const partition of [...this.#owned.keys()]) await this.#releasePartition(partition);
+    if (this.#membership !== null) await this.#leases.release(this.#memberKey(), this.#membership);
+    this.#time.complete();
+    this.#milestone.complete();
+  }
+
+  #log(line: string): void { this.#options.log?.(`[cluster ${this.#options.instanceId}] ${line}`); }
+  #memberKey(): string { return `member.${this.#options.instanceId}`; }
+
+  async #tick(): Promise<void> {
+    if (this.#stopped) return;
+    const self = this.#options.instanceId;
+    this.#membership = this.#membership === null
+      ? await this.#leases.tryAcquire(this.#memberKey(), self)
+      : (await this.#leases.renew(this.#memberKey(), self, this.#membership)) ?? (await this.#leases.tryAcquire(this.#memberKey(), self));
+
+    // Renew what we hold; a lease we lost is someone else's now: stop at once.
+    for (const [partition, owned] of [...this.#owned]) {
+      const revision = await this.#leases.renew(`partition.${partition}`, self, owned.revision);
+      if (revision === null) { this.#log(`lost partition ${partition}`); await this.#stopPartition(partition); } else owned.revision = revision;
+    }
+    if (this.#router) {
+      const revision = await this.#leases.renew('router', self, this.#router.revision);
+      if (revision === null) await this.#stopRouter(false); else this.#router.revision = revision;
+    }
+
+    const members = [...(await this.#leases.list('member.')).values()].map((h) => h.owner);
+    const owners = new Map<number, string>();
+    for (const [key, holder] of await this.#leases.list('partition.')) owners.set(Number(key.slice('partition.'.length)), holder.owner);
+    const plan = planLeases({ self, members, partitions: this.#options.partitions, owners });
+    for (const partition of plan.release) await this.#releasePartition(partition);
+    for (const partition of plan.acquire) {
+      const revision = await this.#leases.tryAcquire(`partition.${partition}`, self);
+      if (revision !== null) await this.#startPartition(partition, revision);
+    }
+    if (!this.#router) {
+      const revision = await this.#leases.tryAcquire('router', self);
+      if (revision !== null) await this.#startRouter(revision);
+    }
+  }
+
+  async #startPartition(partition: number, revision: number): Promise<void> {
+    const durable = partitionConsumerName(partition);
+    await ensureConsumer(this.#jsm, STREAMS.partitioned, durable, `part.${partition}.>`, this.#options.topology);
+    const owned: OwnedPartition = { revision, inFlight: 0, subscription: null as unknown as Subscription };
+    owned.subscription = jetStreamSource(this.#js, { stream: STREAMS.partitioned, durable }).subscribe({
+      next: (msg) => {
+        const incoming = this.#unwrap(msg, partition, owned);
+        (incoming.subject.startsWith('ingest.milestone.') ? this.#milestone : this.#time).next(incoming);
+      },
+      error: (err: unknown) => this.#log(`partition ${partition} consumer: ${String(err)}`),
+    });
+    this.#owned.set(partition, owned);
+    this.#log(`owns partition ${partition}`);
+  }
+
+  /** The original ingest message, with settlement counted so a release can wait for it. */
+  #unwrap(msg: JsMsg, partition: number, owned: OwnedPartition): IncomingMessage {
+    const base = fromJsMsg(msg);
+    const prefix = `part.${partition}.`;
+    const ingestedAt = base.header(INGESTED_AT);
+    owned.inFlight++;
+    let settled = false;
+    const settle = () => { if (!settled) { settled = true; owned.inFlight--; } };
+    return {
+      ...base,
+      subject: base.subject.startsWith(prefix) ? base.subject.slice(prefix.length) : base.subject,
+      publishedAt: ingestedAt ? new Date(ingestedAt) : base.publishedAt,
+      ack: () => { settle(); base.ack(); },
+      nak: (delayMs) => { settle(); base.nak(delayMs); },
+    };
+  }
+
+  async #stopPartition(partition: number): Promise<OwnedPartition | undefined> {
+    const owned = this.#owned.get(partition);
+    if (!owned) return undefined;
+    owned.subscription.unsubscribe();
+    this.#owned.delete(partition);
+    return owned;
+  }
+
+  /** Hand a partition over cleanly: stop taking its messages, let the turns holding them commit, then release. */
+  async #releasePartition(partition: number): Promise<void> {
+    const owned = await this.#stopPartition(partition);
+    if (!owned) return;
+    const deadline = Date.now() + 15_000;
+    while (owned.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await this.#leases.release(`partition.${partition}`, owned.revision);
+    this.#log(`released partition ${partition}`);
+  }
+
+  async #startRouter(revision: number): Promise<void> {
+    const subscriptions: Subscription[] = [];
+    for (const kind of ROUTED_KINDS) {
+      const durable = routerConsumerName(kind);
+      await ensureConsumer(this.#jsm, STREAMS.ingest, durable, `ingest.${kind}.>`, this.#options.topology);
+      subscriptions.push(jetStreamSource(this.#js, { stream: STREAMS.ingest, durable }).pipe(
+        // Publishes leave in arrival order on one connection, so a project's
+        // messages keep their order in the partition; acks follow the stores.
+        mergeMap((msg) => from(this.#route(msg)), 256),
+      ).subscribe({ error: (err: unknown) => this.#log(`router: ${String(err)}`) }));
+    }
+    this.#router = { revision, subscriptions };
+    this.#log('routes ingest to partitions');
+  }
+
+  async #route(msg: JsMsg): Promise<void> {
+    const projectId = msg.subject.split('.')[3] ?? '';
+    const partition = partitionOf(projectId, this.#options.partitions);
+    const h = natsHeaders();
+    for (const [key, values] of msg.headers ?? []) {
+      // The broker's own headers (the original Nats-Msg-Id above all) stay behind.
+      if (key.startsWith('Nats-')) continue;
+      for (const value of values) h.append(key, value);
+    }
+    if (!h.has(INGESTED_AT)) h.set(INGESTED_AT, new Date(Math.floor(msg.info.timestampNanos / 1_000_000)).toISOString());
+    try {
+      await this.#js.publish(`part.${partition}.${msg.subject}`, msg.data, { msgID: `route:${msg.seq}`, headers: h });
+      msg.ack();
+    } catch (err) {
+      msg.nak(1_000);
+      this.#log(`route ${msg.subject}: ${String(err)}`);
+    }
+  }
+
+  async #stopRouter(release: boolean): Promise<void> {
+    if (!this.#router) return;
+    for (const s of this.#router.subscriptions) s.unsubscribe();
+    if (release) await this.#leases.release('router', this.#router.revision);
+    this.#router = null;
+  }
+}

@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { partitionOf, planLeases } from './partitioning.ts';
+
+describe('partitionOf', () => {
+  it('is stable and within range', () => {
+    expect(partitionOf('p-1', 16)).toBe(partitionOf('p-1', 16));
+    for (const id of ['p-1', 'prj-0001', 'x', 'A_long-project-id-0123456789']) {
+      const p = partitionOf(id, 16);
+      expect(p).toBeGreaterThanOrEqual(0);
+      expect(p).toBeLessThan(16);
+    }
+  });
+
+  it('spreads many projects over every partition', () => {
+    const counts = new Array<number>(8).fill(0);
+    for (let i = 0; i < 8000; i++) counts[partitionOf(`prj-${i}`, 8)]! += 1;
+    for (const c of counts) expect(c).toBeGreaterThan(700);
+  });
+});
+
+describe('planLeases', () => {
+  const owners = (entries: [number, string][]) => new Map(entries);
+
+  it.each([
+    {
+      name: 'a lone instance takes every partition',
+      view: { self: 'a', members: ['a'], partitions: 4, owners: owners([]) },
+      plan: { acquire: [0, 1, 2, 3], release: [] },
+    },
+    {
+      name: 'two fresh instances take their spread first',
+      view: { self: 'b', members: ['a', 'b'], partitions: 4, owners: owners([]) },
+      plan: { acquire: [1, 3], release: [] },
+    },
+    {
+      name: 'an instance holding everything gives back the newcomer\'s spread when a second joins',
+      view: { self: 'a', members: ['a', 'b'], partitions: 4, owners: owners([[0, 'a'], [1, 'a'], [2, 'a'], [3, 'a']]) },
+      plan: { acquire: [], release: [3, 1] },
+    },
+    {
+      name: 'the newcomer waits for released partitions and takes what is free',
+      view: { self: 'b', members: ['a', 'b'], partitions: 4, owners: owners([[0, 'a'], [2, 'a'], [3, 'a']]) },
+      plan: { acquire: [1], release: [] },
+    },
+    {
+      name: 'a dead member\'s expired partitions are taken over by the survivors',
+      view: { self: 'a', members: ['a', 'c'], partitions: 6, owners: owners([[0, 'a'], [3, 'a'], [2, 'c'], [5, 'c']]) },
+      plan: { acquire: [4], release: [] },
+    },
+    {
+      name: 'a partition still leased by a dead member is not taken before its lease expires',
+      view: { self: 'a', members: ['a'], partitions: 2, owners: owners([[0, 'a'], [1, 'dead']]) },
+      plan: { acquire: [], release: [] },
+    },
+  ])('$name', ({ view, plan }) => {
+    expect(planLeases(view)).toEqual(plan);
+  });
+});

@@ -1,0 +1,68 @@
+// Partitioning projects across instances. Each project hashes into one of a
+// fixed number of partitions; each partition has exactly one owner at a time
+// (a lease), so each project's billing stays strictly serial on one instance
+// while several instances share the work. The functions here are pure: which
+// partition a project is in, and what an instance should acquire or release
+// given who is alive and who owns what.
+
+/** FNV-1a over the project id's UTF-8 bytes: stable across processes, versions and machines. */
+export function partitionOf(projectId: string, partitions: number): number {
+  let hash = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(projectId)) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % partitions;
+}
+
+export interface LeaseView {
+  /** This instance's id. */
+  self: string;
+  /** Live instances (their membership heartbeats), this one included. */
+  members: readonly string[];
+  partitions: number;
+  /** Current owner of each leased partition; absent = free. */
+  owners: ReadonlyMap<number, string>;
+}
+
+export interface LeasePlan {
+  acquire: number[];
+  release: number[];
+}
+
+/**
+ * What this instance should do to reach a fair share: at most ceil(P / members)
+ * partitions each. Free partitions are taken preferring the ones the
+ * deterministic spread (partition i → member i mod m, members sorted) gives this
+ * instance, so instances starting together do not all race for the same ones;
+ * surplus partitions are released, those another member is meant to hold first.
+ * Partitions owned by a member that is no longer alive count as free only once
+ * their lease has expired (the lease store drops them), never earlier.
+ */
+export function planLeases(view: LeaseView): LeasePlan {
+  const members = [...new Set(view.members.includes(view.self) ? view.members : [...view.members, view.self])].sort();
+  const share = Math.ceil(view.partitions / members.length);
+  const preferredOwner = (partition: number) => members[partition % members.length];
+  const mine = [...view.owners].filter(([, owner]) => owner === view.self).map(([p]) => p);
+
+  const release: number[] = [];
+  if (mine.length > share) {
+    // Give back first what the spread assigns to someone else, highest numbers first.
+    const ordered = [...mine].sort((a, b) => {
+      const aOthers = preferredOwner(a) !== view.self ? 1 : 0;
+      const bOthers = preferredOwner(b) !== view.self ? 1 : 0;
+      return bOthers - aOthers || b - a;
+    });
+    release.push(...ordered.slice(0, mine.length - share));
+  }
+
+  const acquire: number[] = [];
+  const room = share - (mine.length - release.length);
+  if (room > 0) {
+    const free = Array.from({ length: view.partitions }, (_, p) => p).filter((p) => !view.owners.has(p));
+    const preferred = free.filter((p) => preferredOwner(p) === view.self);
+    const others = free.filter((p) => preferredOwner(p) !== view.self);
+    acquire.push(...[...preferred, ...others].slice(0, room));
+  }
+  return { acquire, release };
+}
