@@ -14,7 +14,8 @@ export const configSchema = z.object({
   ERP_BASE_URL: z.string().url().default('http://127.0.0.1:8090').describe('Base URL of the cloud ERP API (or the sandbox)'),
   ERP_CLIENT_ID: z.string().optional().describe('OAuth2 client id for the ERP'),
   ERP_CLIENT_SECRET: z.string().optional().describe('OAuth2 client secret for the ERP'),
-  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional().describe('OTLP/HTTP endpoint traces are exported to; unset = no export'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional().describe('OTLP/HTTP base endpoint traces are exported to (protobuf, <endpoint>/v1/traces); unset = no tracing at all'),
+  BILLSTREAM_TRACE_RATIO: z.coerce.number().min(0).max(1).default(1).describe('Share of entry traces kept (head sampling by traceId); traces with an exception, a retry or a wait for reference data are always kept'),
   REFERENCE_GRACE_SECONDS: z.coerce.number().min(0).default(300).describe('How long an entry waits for its project, assignment or rate before it becomes an exception'),
   INGEST_TOKEN: z.string().min(1).optional().describe('Bearer token required by POST /v1/ingest when set'),
   BILLSTREAM_MAX_CONCURRENT_PROJECTS: z.coerce.number().int().positive().default(16).describe('Project actor turns that may run at once'),
@@ -29,6 +30,11 @@ export const configSchema = z.object({
   POSTING_SLA_MINUTES: z.coerce.number().positive().default(60).describe('Approved time not posted to the ERP within this many minutes raises a posting_sla alert (fractions allowed)'),
   POSTING_SLA_CHECK_SECONDS: z.coerce.number().positive().default(30).describe('How often the posting SLA is checked'),
   INVOICE_POLL_SECONDS: z.coerce.number().positive().default(60).describe('How often open invoices\' status is read from the ERP'),
+  LEGACY_ERP_DIR: z.string().min(1).optional().describe('Directory of the legacy ERP\'s batch files; when set, charges the routing rules (KV routing.erp) give the legacy ERP are written there instead of posted to the cloud ERP'),
+  WEBHOOK_SECRET_HARVEST: z.string().min(1).optional().describe('HMAC secret of POST /v1/webhooks/harvest; unset = that webhook is off'),
+  WEBHOOK_SECRET_TOGGL: z.string().min(1).optional().describe('HMAC secret of POST /v1/webhooks/toggl; unset = that webhook is off'),
+  WEBHOOK_SECRET_CLOCKIFY: z.string().min(1).optional().describe('HMAC secret of POST /v1/webhooks/clockify; unset = that webhook is off'),
+  WEBHOOK_SECRET_KIMAI: z.string().min(1).optional().describe('HMAC secret of POST /v1/webhooks/kimai; unset = that webhook is off'),
 });
 
 function defaultInstanceId(): string {

@@ -16,8 +16,12 @@ import { jetStreamSource } from '../connectors/nats/jetstream-source.ts';
 import { publishAll, publishMessage } from '../connectors/nats/publish.ts';
 import { STREAMS, ensureConsumer, ensureTopology, ingestConsumerName } from '../connectors/nats/topology.ts';
 import { LeaseStore } from '../connectors/nats/lease-store.ts';
+import { startLegacyErpRouting } from '../connectors/legacy-erp/legacy-erp-connector.ts';
 import { BillingPipeline } from '../pipeline/billing-pipeline.ts';
+import { EntryTracing } from '../pipeline/entry-tracing.ts';
 import { ErpPoster } from '../pipeline/erp-poster.ts';
+import { InvoiceStatusPoller, Invoicing } from '../pipeline/invoicing.ts';
+import { PostingSlaMonitor } from '../pipeline/posting-sla.ts';
 import { NatsRelay } from '../pipeline/nats-relay.ts';
 import { ProjectActors } from '../pipeline/project-actor.ts';
 import { REFERENCE_KINDS, loadReferenceView } from '../pipeline/reference-store.ts';
@@ -25,12 +29,17 @@ import { openLedger } from '../pipeline/state/orm.ts';
 import { RECORD_KINDS } from '../pipeline/model/types.ts';
 import type { BillstreamConfig } from './config.ts';
 import { PartitionedIntake } from './cluster.ts';
+import { hasWebhookSecrets, startConnectorHost } from './connector-host.ts';
 import { buildOpsServer } from './http/ops-server.ts';
+import { BillstreamMetrics, jetStreamConsumerStats } from './metrics.ts';
+import { telemetryFor, type Telemetry } from './telemetry.ts';
 
 export interface RuntimeOptions {
   /** Start the ops HTTP server. @default true */
   http?: boolean;
   log?: (line: string) => void;
+  /** The OpenTelemetry SDK to trace with. @default the process's, from OTEL_EXPORTER_OTLP_ENDPOINT (none when unset) */
+  telemetry?: Telemetry;
 }
 
 export interface Runtime {
@@ -42,6 +51,13 @@ export interface Runtime {
   poster: ErpPoster;
   relay: NatsRelay;
   erp: ErpClient;
+  metrics: BillstreamMetrics;
+  invoicing: Invoicing;
+  invoicePoller: InvoiceStatusPoller;
+  postingSla: PostingSlaMonitor;
+  telemetry: Telemetry;
+  /** The entries' tracing (ingest publishers outside the runtime, such as the demo's, start their spans with it). */
+  tracing: EntryTracing;
   /** Cluster mode's partition intake (null on a single instance). */
   intake: PartitionedIntake | null;
   http: FastifyInstance | null;
@@ -52,6 +68,8 @@ export interface Runtime {
 
 export async function startRuntime(config: BillstreamConfig, options: RuntimeOptions = {}): Promise<Runtime> {
   const log = options.log ?? ((line: string) => console.error(line));
+  const telemetry = options.telemetry ?? telemetryFor(config);
+  const tracing = new EntryTracing(telemetry.tracer);
   const nc = await connectNats({ url: config.NATS_URL });
   const jsm = await jetstreamManager(nc);
   await ensureTopology(jsm, RECORD_KINDS, { maxAckPending: config.BILLSTREAM_MAX_ACK_PENDING, ackWaitMs: config.BILLSTREAM_ACK_WAIT_SECONDS * 1000 });
@@ -59,25 +77,39 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
 
   const orm = await openLedger({ databaseUrl: config.DATABASE_URL, poolSize: config.BILLSTREAM_MAX_CONCURRENT_PROJECTS + 6 });
   const view = await loadReferenceView(orm.em.fork());
+  // `actors` is read only at scrape time, long after it exists.
+  const metrics = new BillstreamMetrics({ orm, activeActors: () => actors.activeActors(), consumers: () => jetStreamConsumerStats(jsm, [STREAMS.ingest]) });
 
   const erp = new ErpClient({
     baseUrl: config.ERP_BASE_URL, clientId: config.ERP_CLIENT_ID, clientSecret: config.ERP_CLIENT_SECRET, batchSize: config.ERP_BATCH_SIZE,
-  });
+  }, { onRequest: (event) => metrics.observeErpRequest(event) });
   await erp.start();
 
-  const relay = new NatsRelay(orm, (messages) => publishAll(js, messages), { onError: (err) => log(`nats relay: ${describe(err)}`) });
+  const relay = new NatsRelay(orm, async (messages) => {
+    metrics.observeRelayed(messages);
+    const acks = await publishAll(js, messages);
+    metrics.observeRelayAcked(acks.length);
+    return acks;
+  }, { onError: (err) => log(`nats relay: ${describe(err)}`) });
+  const cloudErp = { postTransactions: (transactions: Record<string, unknown>[], key: string) => erp.postTransactions(transactions as unknown as ErpTransaction[], key) };
+  // LEGACY_ERP_DIR: lines the routing rules (KV routing.erp) give the legacy ERP become batch files there; the rest go on to the cloud ERP.
+  const legacyErp = config.LEGACY_ERP_DIR
+    ? await startLegacyErpRouting({ directory: config.LEGACY_ERP_DIR }, { nats: nc, cloud: cloudErp, regionOf: (line) => view.project(String(line.projectId))?.region, log })
+    : null;
   const poster = new ErpPoster(
     orm,
-    { postTransactions: (transactions, key) => erp.postTransactions(transactions as unknown as ErpTransaction[], key) },
+    legacyErp?.port ?? cloudErp,
     (err) => (isErpRejected(err) ? err.errors.map((e) => ({ externalId: e.externalId ?? '', code: e.code, message: e.message })) : null),
-    { batchSize: config.ERP_BATCH_SIZE, leaseMs: config.ERP_POST_LEASE_SECONDS * 1000, onPosted: () => relay.wake(), onError: (err) => log(`erp poster: ${describe(err)}`) },
+    { batchSize: config.ERP_BATCH_SIZE, leaseMs: config.ERP_POST_LEASE_SECONDS * 1000, onPosted: (lines) => { metrics.observePosted(lines.length); relay.wake(); }, onError: (err) => log(`erp poster: ${describe(err)}`), tracing },
   );
-  const actors = new ProjectActors(orm, { referenceGraceMs: config.REFERENCE_GRACE_SECONDS * 1000 });
+  const actors = new ProjectActors(orm, { referenceGraceMs: config.REFERENCE_GRACE_SECONDS * 1000, tracing });
   const pipeline = new BillingPipeline(orm, view, actors, {
     referenceGraceMs: config.REFERENCE_GRACE_SECONDS * 1000,
     maxConcurrentProjects: config.BILLSTREAM_MAX_CONCURRENT_PROJECTS,
     onOutbox: () => { poster.wake(); relay.wake(); },
+    onTurn: (result) => metrics.observeTurn(result),
     onError: (err, context) => log(`pipeline (${context}): ${describe(err)}`),
+    tracing,
   });
 
   const source = (kind: string) => jetStreamSource(js, { stream: STREAMS.ingest, durable: ingestConsumerName(kind) }).pipe(map(fromJsMsg));
@@ -110,12 +142,36 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
   relay.start();
   poster.start();
 
+  const invoicing = new Invoicing(orm, erp, { tracing, onQueued: () => relay.wake() });
+  const invoicePoller = new InvoiceStatusPoller(orm, erp, {
+    intervalMs: config.INVOICE_POLL_SECONDS * 1000, onChange: () => relay.wake(), onError: (err) => log(`invoice poller: ${describe(err)}`),
+  });
+  const postingSla = new PostingSlaMonitor(orm, {
+    slaMs: config.POSTING_SLA_MINUTES * 60_000, intervalMs: config.POSTING_SLA_CHECK_SECONDS * 1000,
+    onChange: (result) => { metrics.observeSlaTransitions(result.raised, result.cleared); relay.wake(); },
+    onError: (err) => log(`posting SLA: ${describe(err)}`),
+  });
+  invoicePoller.start();
+  postingSla.start();
+
   let http: FastifyInstance | null = null;
   let httpUrl: string | null = null;
+  // POST /v1/webhooks/{source} of the time-capture sources, when a WEBHOOK_SECRET_<SOURCE> is set.
+  const connectorHost = options.http !== false && hasWebhookSecrets(config) ? await startConnectorHost({ nc, log, env: config }) : null;
   if (options.http !== false) {
     http = await buildOpsServer({
       orm,
-      publishIngest: async (_kind, record, subject, msgId) => { await publishMessage(js, { subject, msgId, payload: record }); },
+      publishIngest: async (_kind, record, subject, msgId) => {
+        // Each record is its own trace: this `ingest` span is the root the pipeline's spans hang under.
+        const span = tracing.startIngest(subject, record);
+        try {
+          await publishMessage(js, { subject, msgId, payload: record, headers: span.headers });
+          span.end();
+        } catch (err) {
+          span.end(err);
+          throw err;
+        }
+      },
       regionFor: (_kind, record) => {
         const projectId = typeof record.projectId === 'string' ? record.projectId : '';
         return view.project(projectId)?.region ?? 'global';
@@ -125,6 +181,13 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
         return { ready: Object.values(checks).every(Boolean), checks };
       },
       ingestToken: config.INGEST_TOKEN,
+      opsToken: config.OPS_TOKEN,
+      metricsText: () => metrics.text(),
+      onIngested: (kind, accepted, rejected) => metrics.observeIngest(kind, accepted, rejected),
+      reevaluate: (entryId, revision) => pipeline.reevaluate(entryId, revision),
+      onRequeued: () => poster.wake(),
+      closeBillingPeriod: (periodEnd) => invoicing.close(periodEnd),
+      ...(connectorHost ? { webhooks: connectorHost.webhooks } : {}),
     });
     const address = await http.listen({ port: config.HTTP_PORT, host: config.HTTP_HOST });
     httpUrl = address.replace('0.0.0.0', '127.0.0.1');
@@ -132,11 +195,13 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
 
   let stopped = false;
   return {
-    config, nc, js, orm, pipeline, poster, relay, erp, intake, http, httpUrl,
+    config, nc, js, orm, pipeline, poster, relay, erp, metrics, invoicing, invoicePoller, postingSla, telemetry, tracing, intake, http, httpUrl,
     async stop() {
       if (stopped) return;
       stopped = true;
       await http?.close();
+      await invoicePoller.stop();
+      await postingSla.stop();
       // Hand partitions over first (stop consuming, let their turns commit), then stop the pipeline.
       await intake?.stop();
       await pipeline.stop();
@@ -144,8 +209,12 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
       await relay.relayOnce().catch(() => 0);
       await relay.stop();
       await erp.stop();
+      await legacyErp?.stop();
+      await connectorHost?.stop();
       await nc.drain().catch(() => undefined);
       await orm.close();
+      // The last turns' and posts' spans leave now (the SDK itself lives as long as the process).
+      await telemetry.forceFlush().catch(() => undefined);
     },
   };
 }

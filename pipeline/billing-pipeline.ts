@@ -20,11 +20,12 @@ import { serialPerKey } from '../operators/serialPerKey.ts';
 import { tapRejected } from '../operators/tapRejected.ts';
 import { evaluateEntry } from './model/billing-rules.ts';
 import { decodeRecord, recordId } from './model/records.ts';
-import type { FieldError, MilestoneRecord, RecordKind, TimeRecord } from './model/types.ts';
+import type { AssignmentRecord, FieldError, MilestoneRecord, RecordKind, TimeRecord } from './model/types.ts';
 import { addToCounters, exceptionRow, recordExceptions } from './exception-records.ts';
 import { ProjectActors, type ActorItem, type MilestoneItem, type Settlement, type TimeItem, type TurnResult } from './project-actor.ts';
 import { REFERENCE_KINDS, affectedProjects, applyToView, storeReferences, type ReferenceItem, type ReferenceKind } from './reference-store.ts';
 import type { ReferenceView } from './reference-view.ts';
+import { EntryTracing, type EntryTiming } from './entry-tracing.ts';
 
 /** One message from an ingest subject, as the NATS connector hands it over. */
 export interface IncomingMessage extends Settlement {
@@ -58,6 +59,8 @@ export interface BillingPipelineOptions {
   onError?: (err: unknown, context: string) => void;
   /** Called when a turn wrote ERP outbox rows (wakes the poster) or NATS outbox rows. */
   onOutbox?: () => void;
+  /** Notes each stage's timing for the entry's trace. @default EntryTracing.off */
+  tracing?: EntryTracing;
 }
 
 interface SubjectRoute { kind: RecordKind; region: string; key: string }
@@ -68,7 +71,7 @@ function routeOf(subject: string): SubjectRoute | null {
   return { kind: parts[1] as RecordKind, region: parts[2] as string, key: parts[3] as string };
 }
 
-interface Quarantined { message: IncomingMessage; kind: string; region: string; errors: FieldError[]; raw: string; record: unknown }
+interface Quarantined { message: IncomingMessage; kind: string; region: string; errors: FieldError[]; raw: string; record: unknown; traceParent?: string | null }
 
 const decoder = new TextDecoder();
 
@@ -98,6 +101,7 @@ export class BillingPipeline {
       maxConcurrentProjects: 16,
       maxTurnBatch: 500,
       dedupeCapacity: 200_000,
+      tracing: EntryTracing.off,
       ...options,
     };
   }
@@ -113,7 +117,7 @@ export class BillingPipeline {
 
     const time$ = sources.time.pipe(
       takeUntil(stop),
-      decodeWith((message: IncomingMessage) => this.#decode<TimeRecord>('time', message), (err, message) => this.#decodeFailure(message, err)),
+      decodeWith((message: IncomingMessage) => this.#decodeTime(message), (err, message) => this.#decodeFailure(message, err)),
       tapRejected((d): d is Extract<typeof d, { ok: false }> => !d.ok, (d) => this.#quarantine.next(d.error)),
       map((d) => d.value),
       // The in-memory filter drops a copy of an entry revision published twice.
@@ -126,13 +130,16 @@ export class BillingPipeline {
       map((m): TimeItem => ({
         type: 'time', entry: m.record, outcome: { kind: 'waiting', missing: 'project', code: 'unknown_project', reason: '' }, snapshot: {},
         region: m.region, receivedAt: m.message.publishedAt, traceParent: m.message.header('traceparent') ?? null,
-        traceId: traceIdOf(m.message.header('traceparent')), settle: m.message,
+        traceId: traceIdOf(m.message.header('traceparent')), settle: m.message, timing: this.#options.tracing.deduped(m.timing),
       })),
     );
     const entries$ = merge(time$, this.#released.pipe(takeUntil(stop))).pipe(
       enrichWith(() => this.#view, (item: TimeItem, view): TimeItem => {
+        const startedAt = this.#options.tracing.now();
         const snapshot = view.snapshotFor(item.entry.projectId, item.entry.consultantId);
-        return { ...item, snapshot: { project: snapshot.project, consultant: snapshot.consultant }, outcome: evaluateEntry(item.entry, snapshot) };
+        const outcome = evaluateEntry(item.entry, snapshot);
+        const timing = this.#options.tracing.enriched(item.timing, startedAt, outcome.kind === 'enriched' ? snapshot.assignmentSpans.get(outcome.assignment.assignmentId) : null);
+        return { ...item, snapshot: { project: snapshot.project, consultant: snapshot.consultant }, outcome, timing };
       }),
     );
     const milestones$ = sources.milestone.pipe(
@@ -194,6 +201,17 @@ export class BillingPipeline {
     return { ok: true, value: { record, region: route.region, key: `${recordId(kind, result.record as never)}:${(record as { revision?: number }).revision ?? 1}`, message } };
   }
 
+  /** Decodes a time message; with tracing on, notes when it arrived and was decoded (or traces why it is invalid). */
+  #decodeTime(message: IncomingMessage):
+    { ok: true; value: { record: TimeRecord; region: string; key: string; message: IncomingMessage; timing?: EntryTiming } } | { ok: false; error: Quarantined } {
+    const tracing = this.#options.tracing;
+    if (!tracing.enabled) return this.#decode<TimeRecord>('time', message);
+    const receivedAt = tracing.now();
+    const decoded = this.#decode<TimeRecord>('time', message);
+    if (!decoded.ok) return { ok: false, error: { ...decoded.error, traceParent: tracing.invalid(message, receivedAt, 'time', decoded.error.errors) } };
+    return { ok: true, value: { ...decoded.value, timing: tracing.received(message, receivedAt) } };
+  }
+
   #decodeFailure(message: IncomingMessage, err: unknown): Quarantined {
     const raw = decoder.decode(message.data);
     return { message, kind: routeOf(message.subject)?.kind ?? 'unknown', region: routeOf(message.subject)?.region ?? 'unrouted', raw, record: safeJson(raw), errors: [{ field: '(record)', reason: `could not be decoded: ${err instanceof Error ? err.message : String(err)}` }] };
@@ -201,18 +219,22 @@ export class BillingPipeline {
 
   async #storeQuarantined(batch: Quarantined[]): Promise<void> {
     try {
+      const traceParents = new Map<string, string>();
       await this.#orm.em.fork().transactional(async (em) => {
         await recordExceptions(em as EntityManager, batch.map((q) => {
           const record = (q.record && typeof q.record === 'object' ? q.record : {}) as Record<string, unknown>;
           const id = typeof record.entryId === 'string' ? record.entryId : typeof record.milestoneId === 'string' ? record.milestoneId : null;
-          return exceptionRow({
+          const row = exceptionRow({
             code: 'invalid_record', recordKind: q.kind, recordId: id, revision: typeof record.revision === 'number' ? record.revision : null,
             projectId: typeof record.projectId === 'string' ? record.projectId : null, region: q.region, errors: q.errors,
             record: q.record ?? null, raw: q.record ? null : q.raw,
             message: `${q.kind} record on ${q.message.subject} is invalid: ${q.errors.map((e) => `${e.field} ${e.reason}`).join('; ')}`,
             discriminator: `${q.message.subject}#${q.raw}`,
           });
-        }), (row) => { const q = batch.find((b) => b.kind === row.record_kind); const tp = q?.message.header('traceparent'); return tp ? { traceparent: tp } : null; });
+          const traceParent = q.traceParent ?? q.message.header('traceparent');
+          if (traceParent) traceParents.set(row.id, traceParent);
+          return row;
+        }), (row) => { const tp = traceParents.get(row.id); return tp ? { traceparent: tp } : null; });
       });
       for (const q of batch) q.message.ack();
       this.#options.onOutbox?.();
@@ -224,6 +246,8 @@ export class BillingPipeline {
 
   async #storeReferenceBatch(batch: IncomingMessage[]): Promise<void> {
     const valid: { item: ReferenceItem; message: IncomingMessage }[] = [];
+    // Each assignment is recorded by a span of its own: entries link to it.
+    const recording = this.#options.tracing.startAssignments();
     for (const message of batch) {
       const route = routeOf(message.subject);
       const kind = route?.kind as ReferenceKind | undefined;
@@ -233,7 +257,8 @@ export class BillingPipeline {
       }
       const decoded = this.#decode<never>(kind, message);
       if (!decoded.ok) { this.#quarantine.next(decoded.error); continue; }
-      valid.push({ item: { kind, record: decoded.value.record, spanContext: message.header('traceparent') ?? null }, message });
+      const spanContext = kind === 'assignment' && recording ? recording.record(decoded.value.record as AssignmentRecord, message) : (message.header('traceparent') ?? null);
+      valid.push({ item: { kind, record: decoded.value.record, spanContext }, message });
     }
     if (valid.length === 0) return;
     try {
@@ -243,16 +268,15 @@ export class BillingPipeline {
         return result;
       });
       applyToView(this.#view, stored.applied);
+      recording?.end(new Set(stored.stale.filter((i) => i.kind === 'assignment').map((i) => (i.record as AssignmentRecord).assignmentId)));
       for (const v of valid) v.message.ack();
       const projects = affectedProjects(this.#view, stored.applied);
       const consultants = stored.applied.filter((i) => i.kind === 'consultant');
       if (projects.size > 0 || consultants.length > 0) {
         await this.releaseWaiting(consultants.length > 0 ? null : [...projects]);
-        // A turn in flight may have read the view just before this batch and will
-        // store its entry as waiting after the release above; look once more.
-        setTimeout(() => { void this.releaseWaiting([...projects]).catch((err: unknown) => this.#options.onError?.(err, 'release')); }, 1_000).unref();
       }
     } catch (err) {
+      recording?.fail(err);
       for (const v of valid) v.message.nak(2_000);
       this.#options.onError?.(err, 'reference');
     }
@@ -261,6 +285,7 @@ export class BillingPipeline {
   async #turn(projectId: string, items: ActorItem[]): Promise<TurnResult | null> {
     try {
       const result = await this.#actors.turn(projectId, items);
+      this.#recheckWaiting(result, items);
       if (result.outboxRows > 0 || result.decisions.length > 0) this.#options.onOutbox?.();
       this.#options.onTurn?.(result);
       return result;
@@ -270,6 +295,24 @@ export class BillingPipeline {
       for (const item of items) item.settle?.nak(2_000);
       this.#options.onError?.(err, `turn of project ${projectId}`);
       return null;
+    }
+  }
+
+  /**
+   * Closes the race between a turn and a reference batch: the turn evaluated its
+   * entry before the batch reached the view, and committed it as waiting after the
+   * batch's release had looked for waiting entries. Checking the view again after
+   * the commit sees the batch whenever the release did not see the entry, so no
+   * entry waits for data that is already here.
+   */
+  #recheckWaiting(result: TurnResult, items: readonly ActorItem[]): void {
+    const waiting = new Set(result.decisions.filter((d) => d.stage === 'waiting').map((d) => `${d.entryId}:${d.revision}`));
+    if (waiting.size === 0) return;
+    for (const item of items) {
+      if (item.type !== 'time' || !waiting.has(`${item.entry.entryId}:${item.entry.revision}`)) continue;
+      if (evaluateEntry(item.entry, this.#view.snapshotFor(item.entry.projectId, item.entry.consultantId)).kind === 'waiting') continue;
+      waiting.delete(`${item.entry.entryId}:${item.entry.revision}`);
+      this.#released.next({ ...item, reevaluate: true, settle: undefined });
     }
   }
 

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { exceptionRow, queueNatsMessages, recordExceptions, type NatsOutboxRow } from './exception-records.ts';
+import { EntryTracing } from './entry-tracing.ts';
 
 export interface ErpLineError { externalId: string; code: string; message: string }
 export interface ErpPostedLine { externalId: string; documentId: string; status: string }
@@ -34,6 +35,8 @@ export interface ErpPosterOptions {
   idleMs?: number;
   onPosted?: (lines: PostedOutboxRow[]) => void;
   onError?: (err: unknown) => void;
+  /** Traces each post (a batch span linked to its entries, an erp.posted span in each entry's trace). @default EntryTracing.off */
+  tracing?: EntryTracing;
 }
 
 interface ClaimedRow {
@@ -52,7 +55,8 @@ export class ErpPoster {
   readonly #orm: MikroORM;
   readonly #erp: ErpPort;
   readonly #rejection: RejectionReader;
-  readonly #options: Required<Omit<ErpPosterOptions, 'onPosted' | 'onError'>> & Pick<ErpPosterOptions, 'onPosted' | 'onError'>;
+  readonly #options: Required<Omit<ErpPosterOptions, 'onPosted' | 'onError' | 'tracing'>> & Pick<ErpPosterOptions, 'onPosted' | 'onError'>;
+  readonly #tracing: EntryTracing;
   #running = false;
   #loops: Promise<void>[] = [];
   #wakers = new Set<() => void>();
@@ -62,6 +66,7 @@ export class ErpPoster {
     this.#erp = erp;
     this.#rejection = rejection;
     this.#options = { batchSize: 200, leaseMs: 30_000, concurrency: 2, idleMs: 500, ...options };
+    this.#tracing = options.tracing ?? EntryTracing.off;
   }
 
   start(): void {
@@ -110,16 +115,38 @@ export class ErpPoster {
     if (rows.length === 0) return 0;
     rows.sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)));
     const key = `billstream-${createHash('sha256').update(rows.map((r) => r.external_id).join('\n')).digest('hex').slice(0, 40)}`;
+    const startedAt = this.#tracing.now();
     let results: ErpPostedLine[];
     try {
       results = await this.#erp.postTransactions(rows.map((r) => r.transaction), key);
     } catch (err) {
       const lineErrors = this.#rejection(err);
-      if (lineErrors) return this.#settleRejected(rows, lineErrors);
+      if (lineErrors) {
+        const settled = await this.#settleRejected(rows, lineErrors);
+        this.#traceBatch(rows, startedAt, { lineErrors });
+        return settled;
+      }
       await this.#release(rows, err);
+      this.#traceBatch(rows, startedAt, { error: err });
       throw err;
     }
-    return this.#settlePosted(rows, results);
+    const settled = await this.#settlePosted(rows, results);
+    this.#traceBatch(rows, startedAt, { results });
+    return settled;
+  }
+
+  /** Posted rows get their documentId, rejected ones their code; a failed post marks every row. */
+  #traceBatch(rows: ClaimedRow[], startedAt: number, outcome: { results?: ErpPostedLine[]; lineErrors?: ErpLineError[]; error?: unknown }): void {
+    if (!this.#tracing.enabled) return;
+    const documents = new Map(outcome.results?.map((r) => [r.externalId, r.documentId]));
+    const rejections = new Map(outcome.lineErrors?.map((e) => [e.externalId, e]));
+    const traced = rows
+      .filter((r) => outcome.error !== undefined || documents.has(r.external_id) || rejections.has(r.external_id))
+      .map((r) => ({
+        traceParent: r.trace_parent, externalId: r.external_id, projectId: r.project_id, region: r.region, attempts: r.attempts, transaction: r.transaction,
+        documentId: documents.get(r.external_id) ?? null, rejection: rejections.get(r.external_id) ?? null,
+      }));
+    this.#tracing.erpPost({ startedAt, rows: traced, ...(outcome.error !== undefined ? { error: outcome.error } : {}) });
   }
 
   async #settlePosted(rows: ClaimedRow[], results: ErpPostedLine[]): Promise<number> {
@@ -136,6 +163,11 @@ export class ErpPoster {
          from jsonb_to_recordset(?::jsonb) as x(external_id text, document_id text) where o.external_id = x.external_id`,
         [JSON.stringify(posted.map((p) => ({ external_id: p.externalId, document_id: p.documentId })))]);
       await queueNatsMessages(em as EntityManager, posted.map(postedAnnouncement));
+      // A rejected document replayed from the exception workbench has now landed.
+      await em.execute(
+        `update billing_exception set status = 'resolved', resolved_at = now(), resolved_by = 'pipeline'
+         where code = 'erp_rejected' and status = 'replayed' and record->>'externalId' in (select jsonb_array_elements_text(?::jsonb))`,
+        [JSON.stringify(posted.map((p) => p.externalId))]);
     });
     this.#options.onPosted?.(posted);
     return posted.length;

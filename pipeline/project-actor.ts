@@ -18,6 +18,7 @@ import { formatHours, formatMoney, parseHours, parseMoney } from './model/money.
 import type { ExceptionCode, MilestoneRecord, ProjectRecord, TimeRecord } from './model/types.ts';
 import { addToCounters, exceptionRow, queueNatsMessages, recordExceptions, type ExceptionRow, type NatsOutboxRow } from './exception-records.ts';
 import type { ReferenceSnapshot } from './reference-view.ts';
+import { EntryTracing, type EntryTiming, type TurnTrace } from './entry-tracing.ts';
 
 /** How a message that produced an item is settled once its turn has committed. */
 export interface Settlement {
@@ -38,6 +39,8 @@ export interface TimeItem {
   traceId?: string | null;
   /** Re-evaluation of a stored waiting/exception revision (release, sweep, replay). */
   reevaluate?: boolean;
+  /** When the stages before the actor ran (tracing on only): the turn makes their spans. */
+  timing?: EntryTiming;
   settle?: Settlement;
 }
 
@@ -80,6 +83,8 @@ export interface ProjectActorOptions {
   /** How long an entry waits for reference data before it becomes an exception. @default 300 s */
   referenceGraceMs: number;
   now?: () => Date;
+  /** @default EntryTracing.off */
+  tracing?: EntryTracing;
 }
 
 interface EntryBillingState {
@@ -114,7 +119,15 @@ export class ProjectActors {
   /** One turn of one project's actor; the caller guarantees turns of a project never overlap. */
   async turn(projectId: string, items: readonly ActorItem[]): Promise<TurnResult> {
     this.#lastTurnAt.set(projectId, Date.now());
-    const result = await this.#orm.em.fork().transactional((em) => this.#decide(em as EntityManager, projectId, items));
+    const turnTrace = (this.#options.tracing ?? EntryTracing.off).startTurn(projectId, items.length);
+    let result: { result: TurnResult; deferred: Set<ActorItem> };
+    try {
+      result = await this.#orm.em.fork().transactional((em) => this.#decide(em as EntityManager, projectId, items, turnTrace));
+    } catch (err) {
+      turnTrace.fail(err);
+      throw err;
+    }
+    turnTrace.end();
     for (const item of items) {
       if (result.deferred.has(item)) item.settle?.nak(5_000);
       else item.settle?.ack();
@@ -122,7 +135,7 @@ export class ProjectActors {
     return result.result;
   }
 
-  async #decide(em: EntityManager, projectId: string, items: readonly ActorItem[]): Promise<{ result: TurnResult; deferred: Set<ActorItem> }> {
+  async #decide(em: EntityManager, projectId: string, items: readonly ActorItem[], turnTrace: TurnTrace): Promise<{ result: TurnResult; deferred: Set<ActorItem> }> {
     const now = this.#options.now?.() ?? new Date();
     const counts = emptyCounts();
     const decisions: TurnResult['decisions'] = [];
@@ -138,15 +151,15 @@ export class ProjectActors {
     const timeItems = items.filter((i): i is TimeItem => i.type === 'time');
     const entryIds = [...new Set(timeItems.map((i) => i.entry.entryId))];
     const entryStates = new Map<string, EntryBillingState>();
-    const seenRevisions = new Map<string, { stage: string; first_seen_at: string }>();
+    const seenRevisions = new Map<string, { stage: string; first_seen_at: string; amount_minor?: string | null }>();
     if (entryIds.length > 0) {
       for (const row of await em.execute<(EntryBillingState & { entry_id: string })[]>(
         `select entry_id, latest_revision, charged_revision, charged_hours_hundredths, charged_amount_minor, charged_transaction
          from entry_billing where entry_id in (select jsonb_array_elements_text(?::jsonb))`, [JSON.stringify(entryIds)])) {
         entryStates.set(row.entry_id, row);
       }
-      for (const row of await em.execute<{ entry_id: string; revision: number; stage: string; first_seen_at: string }[]>(
-        `select entry_id, revision, stage, first_seen_at from entry_revision
+      for (const row of await em.execute<{ entry_id: string; revision: number; stage: string; first_seen_at: string; amount_minor: string | null }[]>(
+        `select entry_id, revision, stage, first_seen_at, amount_minor from entry_revision
          where (entry_id, revision) in (select x.entry_id, x.revision from jsonb_to_recordset(?::jsonb) as x(entry_id text, revision int))`,
         [JSON.stringify(timeItems.map((i) => ({ entry_id: i.entry.entryId, revision: i.entry.revision })))])) {
         seenRevisions.set(`${row.entry_id}:${row.revision}`, row);
@@ -184,7 +197,10 @@ export class ProjectActors {
       const { entry } = item;
       const key = `${entry.entryId}:${entry.revision}`;
       const seen = seenRevisions.get(key);
-      const reopenable = seen && (seen.stage === 'waiting' || (item.reevaluate && seen.stage === 'exception'));
+      // A replay from the exception workbench re-decides an exception or a held (cap_exceeded) revision.
+      const reopenable = seen && (seen.stage === 'waiting' || (item.reevaluate && (seen.stage === 'exception' || seen.stage === 'held')));
+      // Before any row is built: an entry without a trace gets its root here.
+      if (!seen || reopenable) turnTrace.enter(item, seen);
       const state = entryStates.get(entry.entryId);
       const plan = planRevision(
         {
@@ -286,8 +302,10 @@ export class ProjectActors {
         stage = 'not_chargeable';
         counts.notChargeable++;
       }
-      if (seen?.stage === 'waiting' || seen?.stage === 'exception') {
-        if (stage !== 'exception') resolvedExceptionEntries.push({ entry_id: entry.entryId, revision: entry.revision });
+      // A re-decided held revision no longer holds its amount (held again, it was added back above).
+      if (seen?.stage === 'held') heldMinor -= BigInt(seen.amount_minor ?? 0);
+      if (seen?.stage === 'waiting' || seen?.stage === 'exception' || seen?.stage === 'held') {
+        if (stage !== 'exception' && stage !== 'held') resolvedExceptionEntries.push({ entry_id: entry.entryId, revision: entry.revision });
       }
 
       revisionRows.push({
@@ -303,6 +321,7 @@ export class ProjectActors {
       if (enrichment && project) natsRows.push(enrichedMessage(entry, project, enrichment, item, now));
     }
 
+    turnTrace.decided(revisionRows);
     await writeRevisions(em, revisionRows);
     if (reversedRevisions.length > 0) {
       await em.execute(`update entry_revision e set stage = 'reversed' from jsonb_to_recordset(?::jsonb) as x(entry_id text, revision int)

@@ -10,6 +10,7 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import pg from 'pg';
 import { startErpSandbox } from '../../connectors/erp/sandbox.ts';
 import { STREAMS, ingestConsumerName } from '../../connectors/nats/topology.ts';
+import { extractTraceContext, injectTraceContext } from '../../connectors/nats/trace-context.ts';
 import { REFERENCE_KINDS } from '../../pipeline/reference-store.ts';
 import { formatMoney, parseMoney } from '../../pipeline/model/money.ts';
 import { loadConfig } from '../config.ts';
@@ -128,7 +129,11 @@ async function publishWeek(runtime: Runtime, messages: ReturnType<typeof generat
   const inFlight = new Set<Promise<unknown>>();
   for (const message of messages) {
     const h = natsHeaders();
-    const p = runtime.js.publish(message.subject, encoder.encode(messagePayload(message)), { msgID: message.msgId, headers: h }).then(() => { published++; });
+    // Each record starts its own trace (an `ingest` span), as the HTTP ingest route's do.
+    const span = runtime.tracing.startIngest(message.subject, message.record);
+    injectTraceContext(h, extractTraceContext(span.headers));
+    const p = runtime.js.publish(message.subject, encoder.encode(messagePayload(message)), { msgID: message.msgId, headers: h })
+      .then(() => { published++; span.end(); }, (err: unknown) => { span.end(err); throw err; });
     inFlight.add(p);
     void p.finally(() => inFlight.delete(p));
     if (inFlight.size >= 512) await Promise.race(inFlight);

@@ -7,8 +7,10 @@ export async function runReplay(args: string[]): Promise<number> {
     return 2;
   }
   const base = process.env.BILLSTREAM_URL ?? `http://127.0.0.1:${process.env.HTTP_PORT ?? '8080'}`;
+  // The ops server asks for OPS_TOKEN on its actions when one is set.
+  const token = process.env.OPS_TOKEN ? { authorization: `Bearer ${process.env.OPS_TOKEN}` } : {};
   const response = await fetch(`${base}/v1/exceptions/${encodeURIComponent(id)}/replay`, {
-    method: 'POST', headers: { 'content-type': 'application/json', 'x-actor': process.env.USER ?? 'cli' }, body: JSON.stringify({ by: process.env.USER ?? 'cli' }),
+    method: 'POST', headers: { 'content-type': 'application/json', ...token }, body: JSON.stringify({ by: process.env.USER ?? 'cli' }),
   });
   const body = await response.text();
   console.log(body);

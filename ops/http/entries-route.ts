@@ -5,68 +5,65 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { ID_PATTERN, REASONS } from '../../pipeline/model/records.ts';
-import { HTTP_ERROR_CODES, HttpError } from './errors.ts';
+import { errorBodySchema, HTTP_ERROR_CODES, HttpError } from './errors.ts';
 import { hoursOrNull, instantSql, moneyOrNull } from './ledger-sql.ts';
 
-export interface RevisionStages {
-  firstSeenAt: string | null;
-  approvedAt: string | null;
-  enrichedAt: string | null;
-  decidedAt: string | null;
-  postedAt: string | null;
-}
+const instant = z.string().nullable();
+const money = z.string().nullable();
 
-export interface EntryException {
-  id: string;
-  code: string;
-  status: string;
-  message: string;
-}
+export const revisionStagesSchema = z.object({
+  firstSeenAt: instant.describe('When billstream first received the revision'),
+  approvedAt: instant.describe('When the source approved it (its approvedAt)'),
+  enrichedAt: instant.describe('When it was enriched with project, assignment and rate'),
+  decidedAt: instant.describe('When its project actor decided it (charged, held, exception, ...)'),
+  postedAt: instant.describe('When the ERP accepted its charge'),
+  invoicedAt: instant.describe('When an invoice took its charge'),
+});
+export type RevisionStages = z.infer<typeof revisionStagesSchema>;
 
-export interface ErpDocument {
-  externalId: string;
-  /** charge | reversal */
-  kind: string;
-  documentId: string | null;
-  /** pending | posted | rejected */
-  status: string;
-  amount: string;
-  hours: string;
-  invoiceId: string | null;
-}
+export const entryExceptionSchema = z.object({ id: z.string(), code: z.string(), status: z.string(), message: z.string() });
+export type EntryException = z.infer<typeof entryExceptionSchema>;
 
-export interface RevisionLifecycle {
-  revision: number | null;
-  /** submitted | approved | rejected, as the revision said */
-  status: string | null;
-  /**
-   * The furthest stage reached: the ledger's stage (waiting, charged,
-   * non_billable, not_chargeable, held, exception, reversed, stale, ...), with
-   * `charged` advanced to `posted` once the ERP holds the charge and to
-   * `invoiced` once an invoice carries it. `quarantined` for a revision known
-   * only from an exception (it never passed validation).
-   */
-  stage: string;
-  stages: RevisionStages;
-  billable: boolean | null;
-  role: string | null;
-  rate: string | null;
-  amount: string | null;
-  currency: string | null;
-  hours: string | null;
-  exceptions: EntryException[];
-  erpDocuments: ErpDocument[];
-  invoiceId: string | null;
-  traceId: string | null;
-  /** What a waiting revision waits for (project, assignment, rate), else null. */
-  waitingFor: string | null;
-}
+export const erpDocumentSchema = z.object({
+  externalId: z.string(),
+  kind: z.string().describe('charge | reversal'),
+  documentId: z.string().nullable().describe('The ERP document, once posted'),
+  status: z.string().describe('pending | posted | rejected'),
+  amount: z.string(),
+  hours: z.string(),
+  invoiceId: z.string().nullable(),
+});
+export type ErpDocument = z.infer<typeof erpDocumentSchema>;
 
-export interface EntryLifecycle {
-  entryId: string;
-  projectId: string | null;
-  revisions: RevisionLifecycle[];
-}
+export const revisionLifecycleSchema = z.object({
+  revision: z.number().int().nullable(),
+  status: z.string().nullable().describe('submitted | approved | rejected, as the revision said'),
+  stage: z.string().describe(
+    "The furthest stage reached: the ledger's stage (waiting, charged, non_billable, not_chargeable, held, exception, reversed, stale), "
+    + 'with charged advanced to posted once the ERP holds the charge and to invoiced once an invoice carries it; quarantined for a revision known only from an invalid_record exception'),
+  stages: revisionStagesSchema,
+  billable: z.boolean().nullable(),
+  role: z.string().nullable(),
+  rate: money,
+  amount: money,
+  currency: z.string().nullable(),
+  hours: z.string().nullable(),
+  exceptions: z.array(entryExceptionSchema),
+  erpDocuments: z.array(erpDocumentSchema),
+  documentIds: z.array(z.string()).describe("The ERP documentIds of the revision's documents"),
+  invoiceId: z.string().nullable(),
+  invoiceStatus: z.string().nullable().describe('The invoice status as last read from the ERP (draft, issued, paid, ...)'),
+  traceId: z.string().nullable(),
+  waitingFor: z.string().nullable().describe('What a waiting revision waits for (project, assignment, rate), else null'),
+});
+export type RevisionLifecycle = z.infer<typeof revisionLifecycleSchema>;
+
+export const entryLifecycleSchema = z.object({
+  entryId: z.string(),
+  projectId: z.string().nullable(),
+  revisions: z.array(revisionLifecycleSchema),
+}).describe('The lifecycle of every revision of a time entry');
+export type EntryLifecycle = z.infer<typeof entryLifecycleSchema>;
 
 interface RevisionRow {
   revision: number;
@@ -108,6 +105,8 @@ interface DocumentRow {
   hours_hundredths: string;
   invoice_id: string | null;
   posted_at: string | null;
+  invoice_status: string | null;
+  invoiced_at: string | null;
 }
 
 const paramsSchema = z.object({ entryId: z.string().regex(ID_PATTERN, { error: REASONS.id }) });
@@ -129,8 +128,9 @@ export async function readEntryLifecycle(orm: MikroORM, entryId: string): Promis
       [entryId],
     ),
     em.execute<DocumentRow[]>(
-      `select external_id, kind, revision, document_id, status, amount_minor, hours_hundredths, invoice_id, ${instantSql('posted_at')} as posted_at
-         from erp_outbox where entry_id = ? order by id`,
+      `select o.external_id, o.kind, o.revision, o.document_id, o.status, o.amount_minor, o.hours_hundredths, o.invoice_id, ${instantSql('o.posted_at')} as posted_at,
+              i.status as invoice_status, ${instantSql('i.created_at')} as invoiced_at
+         from erp_outbox o left join invoice i on i.invoice_id = o.invoice_id where o.entry_id = ? order by o.id`,
       [entryId],
     ),
   ]);
@@ -152,6 +152,7 @@ export async function readEntryLifecycle(orm: MikroORM, entryId: string): Promis
         enrichedAt: row.enriched_at,
         decidedAt: row.decided_at,
         postedAt: charge?.posted_at ?? null,
+        invoicedAt: charge?.invoiced_at ?? null,
       },
       billable: row.billable,
       role: row.role,
@@ -161,7 +162,9 @@ export async function readEntryLifecycle(orm: MikroORM, entryId: string): Promis
       hours: hoursOrNull(row.hours_hundredths),
       exceptions: exceptions.filter((e) => e.revision === row.revision).map(exceptionOf),
       erpDocuments: docs.map(documentOf),
+      documentIds: docs.flatMap((d) => (d.document_id === null ? [] : [d.document_id])),
       invoiceId: charge?.invoice_id ?? null,
+      invoiceStatus: charge?.invoice_status ?? null,
       traceId: row.trace_id,
       waitingFor: row.waiting_for,
     };
@@ -182,11 +185,13 @@ export async function readEntryLifecycle(orm: MikroORM, entryId: string): Promis
       revision,
       status: typeof record.status === 'string' ? record.status : null,
       stage: 'quarantined',
-      stages: { firstSeenAt: first.first_seen_at, approvedAt: null, enrichedAt: null, decidedAt: null, postedAt: null },
+      stages: { firstSeenAt: first.first_seen_at, approvedAt: null, enrichedAt: null, decidedAt: null, postedAt: null, invoicedAt: null },
       billable: null, role: null, rate: null, amount: null, currency: null, hours: null,
       exceptions: rows.map(exceptionOf),
       erpDocuments: [],
+      documentIds: [],
       invoiceId: null,
+      invoiceStatus: null,
       traceId: null,
       waitingFor: null,
     });
@@ -214,7 +219,15 @@ function documentOf(row: DocumentRow): ErpDocument {
 }
 
 export function registerEntriesRoute(app: FastifyInstance, orm: MikroORM): void {
-  app.get<{ Params: z.infer<typeof paramsSchema> }>('/v1/entries/:entryId', { schema: { params: paramsSchema } }, async (request) => {
+  app.get<{ Params: z.infer<typeof paramsSchema> }>('/v1/entries/:entryId', {
+    schema: {
+      summary: "An entry's lifecycle",
+      description: 'Every revision of the time entry: the stage it reached and when, billable, role, rate, amount, its exceptions, its ERP documents, its invoice and its traceId.',
+      tags: ['entries'],
+      params: paramsSchema,
+      response: { 200: entryLifecycleSchema, 400: errorBodySchema, 404: errorBodySchema },
+    },
+  }, async (request) => {
     const lifecycle = await readEntryLifecycle(orm, request.params.entryId);
     if (lifecycle === null) {
       throw new HttpError(404, HTTP_ERROR_CODES.notFound, `entry ${request.params.entryId} is unknown: no revision of it has been ingested`, {

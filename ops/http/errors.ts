@@ -2,6 +2,7 @@
 // details}}` with a fitting status, whether the failure came from a route, from
 // schema validation, from fastify's body parsing or from an unknown route.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
 
 /** The machine-readable `error.code` values the ops server answers with. */
 export const HTTP_ERROR_CODES = {
@@ -15,6 +16,11 @@ export const HTTP_ERROR_CODES = {
   tooManyRecords: 'too_many_records',
   unsupportedMediaType: 'unsupported_media_type',
   publishFailed: 'publish_failed',
+  notReplayable: 'not_replayable',
+  exceptionDismissed: 'exception_dismissed',
+  exceptionResolved: 'exception_resolved',
+  closeIncomplete: 'close_incomplete',
+  unavailable: 'unavailable',
   internal: 'internal_error',
 } as const;
 export type HttpErrorCode = (typeof HTTP_ERROR_CODES)[keyof typeof HTTP_ERROR_CODES];
@@ -23,6 +29,15 @@ export type HttpErrorCode = (typeof HTTP_ERROR_CODES)[keyof typeof HTTP_ERROR_CO
 export interface ErrorBody {
   error: { code: HttpErrorCode; message: string; details: unknown };
 }
+
+/** The error body as a schema, for the routes' documented responses. */
+export const errorBodySchema = z.object({
+  error: z.object({
+    code: z.enum(Object.values(HTTP_ERROR_CODES) as [HttpErrorCode, ...HttpErrorCode[]]).describe('Machine-readable reason'),
+    message: z.string().describe('What went wrong and what to do, in words'),
+    details: z.unknown().describe('Fields and reasons, limits, or the partial result; null when there is nothing to add'),
+  }),
+}).describe('An error');
 
 /** One rejected part of a request: which field (dotted path) and why, in words a user can act on. */
 export interface FieldProblem {

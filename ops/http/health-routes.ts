@@ -2,6 +2,8 @@
 // Prometheus scraper ask of a running billstream.
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { z } from 'zod';
+import type { ResponseDoc } from './openapi.ts';
 
 export interface HealthDeps {
   readiness(): Promise<{ ready: boolean; checks: Record<string, boolean> }>;
@@ -14,9 +16,14 @@ const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export function registerHealthRoutes(app: FastifyInstance, deps: HealthDeps): void {
   // Liveness answers from the event loop alone: a slow database must make the
   // process unready, not get it restarted.
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', {
+    schema: { summary: 'Liveness', tags: ['ops'], response: { 200: z.object({ status: z.literal('ok') }) } },
+  }, async () => ({ status: 'ok' }));
 
-  app.get('/readyz', async (request, reply) => {
+  const readiness = z.object({ status: z.enum(['ready', 'not_ready']), checks: z.record(z.string(), z.boolean()).describe('Each dependency checked: NATS, PostgreSQL, the ingest consumers') });
+  app.get('/readyz', {
+    schema: { summary: 'Readiness', description: '503 while any dependency is unavailable.', tags: ['ops'], response: { 200: readiness, 503: readiness } },
+  }, async (request, reply) => {
     let state: { ready: boolean; checks: Record<string, boolean> };
     try {
       state = await deps.readiness();
@@ -37,5 +44,12 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDeps): vo
     metricsText = () => registry.metrics();
   }
   const text = metricsText;
-  app.get('/metrics', async (_request, reply) => reply.type(PROMETHEUS_CONTENT_TYPE).send(await text()));
+  app.get('/metrics', {
+    schema: {
+      summary: 'Prometheus metrics',
+      description: 'Text exposition format 0.0.4: stage message counters, consumer pending and ack-pending, ERP request latency and errors, outbox depth, active actors, exceptions, posting SLA, and the KPI gauges.',
+      tags: ['ops'],
+      response: { 200: { description: 'Prometheus text', mediaType: PROMETHEUS_CONTENT_TYPE } satisfies ResponseDoc },
+    },
+  }, async (_request, reply) => reply.type(PROMETHEUS_CONTENT_TYPE).send(await text()));
 }

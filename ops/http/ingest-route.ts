@@ -9,12 +9,14 @@ import { z } from 'zod';
 import { defaultMsgId, isRecordKind, recordId, recordKey, REGION_PATTERN, validateRecord } from '../../pipeline/model/records.ts';
 import { RECORD_KINDS, type FieldError, type RecordKind } from '../../pipeline/model/types.ts';
 import { forEachBounded } from './bounded-concurrency.ts';
-import { HTTP_ERROR_CODES, HttpError } from './errors.ts';
+import { errorBodySchema, HTTP_ERROR_CODES, HttpError } from './errors.ts';
 
 export interface IngestDeps {
   publishIngest(kind: RecordKind, record: object, subject: string, msgId: string): Promise<void>;
   regionFor(kind: RecordKind, record: Record<string, unknown>): string;
   ingestToken?: string;
+  /** Observes each answered request (metrics): records accepted and rejected. */
+  onIngested?: (kind: RecordKind, accepted: number, rejected: number) => void;
 }
 
 export interface IngestLimits {
@@ -43,7 +45,18 @@ interface Publication {
 const GLOBAL_KINDS: ReadonlySet<RecordKind> = new Set(['consultant', 'ratecard']);
 
 const paramsSchema = z.object({ kind: z.enum(RECORD_KINDS) });
-const bodySchema = z.array(z.unknown(), { error: 'must be a JSON array of records, e.g. [{...}, {...}]' });
+// Each record is validated by its kind's schema, so one bad record rejects only
+// itself, by index; the body schema only checks that the body is an array.
+const bodySchema = z.array(z.unknown(), { error: 'must be a JSON array of records, e.g. [{...}, {...}]' })
+  .describe('Canonical records of the kind (CONTRACT §2; components.schemas holds each kind\'s record schema)');
+
+export const ingestResultSchema = z.object({
+  accepted: z.number().int().describe('Records published to JetStream and acked'),
+  rejected: z.array(z.object({
+    index: z.number().int().describe('Position of the record in the request array'),
+    errors: z.array(z.object({ field: z.string(), reason: z.string() })),
+  })).describe('Records refused, each with every field and reason'),
+});
 
 /**
  * True when the Authorization header carries `Bearer <expected>`.
@@ -100,7 +113,22 @@ export function registerIngestRoute(app: FastifyInstance, deps: IngestDeps, limi
 
   app.post<{ Params: z.infer<typeof paramsSchema>; Body: z.infer<typeof bodySchema> }>(
     '/v1/ingest/:kind',
-    { schema: { params: paramsSchema, body: bodySchema }, onRequest: admit },
+    {
+      schema: {
+        summary: 'Ingest records of one kind',
+        description: 'A JSON array of canonical records; each valid one is published to ingest.<kind>.<region>.<key> with its default Nats-Msg-Id (resending is safe), '
+          + 'each invalid one is answered by index with every field and reason. 202 once JetStream acked every accepted record. '
+          + `At most ${limits.maxRecordsPerRequest} records per request (413 too_many_records) and the body limit (413 payload_too_large).`,
+        tags: ['ingest'],
+        security: ['ingestToken'],
+        params: paramsSchema,
+        body: bodySchema,
+        response: {
+          202: ingestResultSchema, 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema, 413: errorBodySchema, 415: errorBodySchema, 503: errorBodySchema,
+        },
+      },
+      onRequest: admit,
+    },
     async (request, reply) => {
       const { kind } = request.params;
       const records = request.body;
@@ -156,6 +184,7 @@ export function registerIngestRoute(app: FastifyInstance, deps: IngestDeps, limi
       }
 
       const result: IngestResult = { accepted: published, rejected };
+      deps.onIngested?.(kind, published, rejected.length);
       return reply.code(202).send(result);
     },
   );

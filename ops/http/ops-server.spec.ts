@@ -67,6 +67,8 @@ async function setup(overrides: Partial<OpsServerDeps> = {}, options: OpsServerO
         return region;
       },
       readiness: async () => ({ ready: true, checks: { database: true, nats: true } }),
+      reevaluate: async () => true,
+      closeBillingPeriod: async (periodEnd) => ({ periodEnd, invoices: [], failed: [] }),
       ...overrides,
     },
     options,
@@ -379,6 +381,10 @@ describe('GET /v1/entries/:entryId', () => {
               ('e-1:2:charge', 'charge', 'p-1', 'emea', 'e-1', 2, '2026-11-20', 800, 120000, 'EUR', '{}'::jsonb, 'posted', 'DOC-3', 'INV-1', '2026-11-21T09:06:00Z')`,
     );
     await insertException(ops, { id: 'exc_rate', code: 'rate_missing', status: 'resolved', projectId: 'p-1', at: '2026-11-20T17:10:00Z', entryId: 'e-1', revision: 1 });
+    await ops.sql(
+      `insert into invoice (invoice_id, project_id, region, customer_id, period_end, status, total_minor, currency, document_count, idempotency_key, created_at)
+       values ('INV-1', 'p-1', 'emea', 'cust-1', '2026-11-27', 'issued', 120000, 'EUR', 1, 'invoice:p-1:2026-11-27', '2026-11-28T12:00:00Z')`,
+    );
 
     const { status, body } = await ops.fetchJson('/v1/entries/e-1');
 
@@ -391,7 +397,7 @@ describe('GET /v1/entries/:entryId', () => {
           revision: 1, status: 'approved', stage: 'reversed',
           stages: {
             firstSeenAt: '2026-11-20T17:00:00.000Z', approvedAt: '2026-11-20T17:30:00.000Z', enrichedAt: '2026-11-20T17:30:01.250Z',
-            decidedAt: '2026-11-20T17:30:01.500Z', postedAt: '2026-11-20T17:31:00.000Z',
+            decidedAt: '2026-11-20T17:30:01.500Z', postedAt: '2026-11-20T17:31:00.000Z', invoicedAt: null,
           },
           billable: true, role: 'Senior', rate: '150.00', amount: '1125.00', currency: 'EUR', hours: '7.50',
           exceptions: [{ id: 'exc_rate', code: 'rate_missing', status: 'resolved', message: 'rate_missing for exc_rate' }],
@@ -399,18 +405,20 @@ describe('GET /v1/entries/:entryId', () => {
             { externalId: 'e-1:1:charge', kind: 'charge', documentId: 'DOC-1', status: 'posted', amount: '1125.00', hours: '7.50', invoiceId: null },
             { externalId: 'e-1:1:reversal', kind: 'reversal', documentId: 'DOC-2', status: 'posted', amount: '-1125.00', hours: '-7.50', invoiceId: null },
           ],
-          invoiceId: null, traceId: 'trace-1', waitingFor: null,
+          documentIds: ['DOC-1', 'DOC-2'],
+          invoiceId: null, invoiceStatus: null, traceId: 'trace-1', waitingFor: null,
         },
         {
           revision: 2, status: 'approved', stage: 'invoiced',
           stages: {
             firstSeenAt: '2026-11-21T09:00:00.000Z', approvedAt: '2026-11-21T09:05:00.000Z', enrichedAt: '2026-11-21T09:05:01.000Z',
-            decidedAt: '2026-11-21T09:05:02.000Z', postedAt: '2026-11-21T09:06:00.000Z',
+            decidedAt: '2026-11-21T09:05:02.000Z', postedAt: '2026-11-21T09:06:00.000Z', invoicedAt: '2026-11-28T12:00:00.000Z',
           },
           billable: true, role: 'Senior', rate: '150.00', amount: '1200.00', currency: 'EUR', hours: '8.00',
           exceptions: [],
           erpDocuments: [{ externalId: 'e-1:2:charge', kind: 'charge', documentId: 'DOC-3', status: 'posted', amount: '1200.00', hours: '8.00', invoiceId: 'INV-1' }],
-          invoiceId: 'INV-1', traceId: 'trace-2', waitingFor: null,
+          documentIds: ['DOC-3'],
+          invoiceId: 'INV-1', invoiceStatus: 'issued', traceId: 'trace-2', waitingFor: null,
         },
       ],
     });
@@ -442,6 +450,64 @@ describe('GET /v1/entries/:entryId', () => {
     const badId = await ops.fetchJson('/v1/entries/e%201');
     expect(badId.status).toBe(400);
     expect(badId.body).toEqual({ error: { code: 'invalid_request', message: `invalid path: entryId ${REASONS.id}`, details: [{ field: 'entryId', reason: REASONS.id }] } });
+  });
+});
+
+describe('exception workbench actions', () => {
+  it('puts a rejected ERP document back to pending on replay, audited, and a second replay says it was already replayed', async () => {
+    let requeued = 0;
+    await using ops = await setup({ onRequeued: () => { requeued++; } });
+    await ops.sql(
+      `insert into erp_outbox (external_id, kind, project_id, region, entry_id, revision, work_date, hours_hundredths, amount_minor, currency, transaction, status, last_error)
+       values ('e-9:1:charge', 'charge', 'p-1', 'emea', 'e-9', 1, '2026-11-20', 750, 112500, 'EUR', '{"externalId": "e-9:1:charge"}'::jsonb, 'rejected', 'amount_mismatch')`,
+    );
+    await ops.sql(
+      `insert into billing_exception (id, code, status, record_kind, project_id, region, message, record)
+       values ('exc_erp', 'erp_rejected', 'open', 'erp_transaction', 'p-1', 'emea', 'the ERP rejected e-9:1:charge', '{"externalId": "e-9:1:charge"}'::jsonb)`,
+    );
+
+    const first = await ops.fetchJson('/v1/exceptions/exc_erp/replay', postJson({ by: 'dana' }));
+    expect(first).toMatchObject({ status: 200, body: { exceptionId: 'exc_erp', replayed: true, status: 'replayed', action: 'requeued' } });
+    expect(requeued).toBe(1);
+    const [outbox] = await ops.orm.em.fork().execute<{ status: string; last_error: string | null }[]>(`select status, last_error from erp_outbox where external_id = 'e-9:1:charge'`);
+    expect(outbox).toEqual({ status: 'pending', last_error: null });
+
+    const second = await ops.fetchJson('/v1/exceptions/exc_erp/replay', { method: 'POST' });
+    expect(second).toMatchObject({ status: 200, body: { replayed: false, status: 'replayed', action: 'none', message: expect.stringContaining('already replayed by dana') } });
+    expect(requeued).toBe(1);
+
+    const detail = await ops.fetchJson('/v1/exceptions/exc_erp');
+    expect((detail.body as { audit: unknown[] }).audit).toEqual([
+      expect.objectContaining({ action: 'replay', actor: 'dana', before: expect.objectContaining({ status: 'open', outboxStatus: 'rejected' }), after: expect.objectContaining({ status: 'replayed', outboxStatus: 'pending' }) }),
+    ]);
+  });
+
+  it('requires OPS_TOKEN for the actions when one is set, and answers the documented errors', async () => {
+    await using ops = await setup({ opsToken: 'sekret' });
+    await insertException(ops, { id: 'exc_a', code: 'no_assignment', status: 'open', projectId: 'p-1', at: '2026-11-20T09:00:00Z', entryId: 'e-a', revision: 1 });
+    const unauthorized = await ops.fetchJson('/v1/exceptions/exc_a/dismiss', postJson({ by: 'x', reason: 'y' }));
+    expect(unauthorized.status).toBe(401);
+    expect(unauthorized.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    expect((await ops.fetchJson('/v1/billing/close', postJson({ periodEnd: '2026-11-30' }))).status).toBe(401);
+    // Reading stays open: the token guards what changes money or the queue.
+    expect((await ops.fetchJson('/v1/exceptions/exc_a')).status).toBe(200);
+
+    const auth = { authorization: 'Bearer sekret' };
+    // No stored revision e-a/1: the replay cannot re-evaluate it and says so.
+    expect(await ops.fetchJson('/v1/exceptions/exc_a/replay', postJson({}, auth))).toMatchObject({ status: 409, body: { error: { code: 'not_replayable', message: expect.stringContaining('ingest the entry again') } } });
+    expect(await ops.fetchJson('/v1/exceptions/exc_a/dismiss', postJson({ by: ' ', reason: 'y' }, auth))).toMatchObject({ status: 400, body: { error: { details: [{ field: 'by' }] } } });
+    expect(await ops.fetchJson('/v1/exceptions/replay', postJson({ code: 'nope' }, auth))).toMatchObject({ status: 400, body: { error: { details: [{ field: 'code' }] } } });
+    expect(await ops.fetchJson('/v1/billing/close', postJson({ periodEnd: '2026-02-30' }, auth))).toMatchObject({ status: 400, body: { error: { details: [{ field: 'periodEnd' }] } } });
+  });
+
+  it('answers a close with failed projects as 502 close_incomplete carrying the report', async () => {
+    await using ops = await setup({
+      opsToken: 'sekret',
+      closeBillingPeriod: async (periodEnd) => ({ periodEnd, invoices: [], failed: [{ projectId: 'p-1', error: 'ErpUnavailableError: gave up after 8 attempts' }] }),
+    });
+    const { status, body } = await ops.fetchJson('/v1/billing/close', postJson({ periodEnd: '2026-11-30' }, { authorization: 'Bearer sekret' }));
+    expect(status).toBe(502);
+    expect(body).toMatchObject({ error: { code: 'close_incomplete', message: expect.stringContaining('Closing again is safe'), details: { periodEnd: '2026-11-30', failed: [{ projectId: 'p-1' }] } } });
   });
 });
 

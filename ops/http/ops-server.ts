@@ -1,15 +1,23 @@
 // The ops HTTP server of CONTRACT §5: ingest over HTTP, the entry lifecycle, the
-// exception queue, health and metrics. It reads the ledger through the ORM and
-// publishes through an injected function, so it needs no NATS of its own and
-// tests run it against a database alone.
+// exception workbench, billing close and project billing, KPIs, health and
+// metrics, and the OpenAPI document of all of them at /openapi.json. It reads
+// the ledger through the ORM and reaches NATS, the pipeline and the ERP through
+// injected functions, so it holds no connection of its own and tests run it
+// against a database alone.
 import type { MikroORM } from '@mikro-orm/postgresql';
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { CloseReport } from '../../pipeline/invoicing.ts';
+import { recordSchemas } from '../../pipeline/model/records.ts';
 import type { RecordKind } from '../../pipeline/model/types.ts';
+import { registerBillingRoutes } from './billing-route.ts';
 import { registerEntriesRoute } from './entries-route.ts';
 import { installErrorHandling } from './errors.ts';
 import { registerExceptionsRoute } from './exceptions-route.ts';
 import { registerHealthRoutes } from './health-routes.ts';
 import { registerIngestRoute } from './ingest-route.ts';
+import { registerKpisRoute } from './kpis-route.ts';
+import { registerWebhooksRoute, type WebhookDeps } from './webhooks-route.ts';
+import { installOpenApi } from './openapi.ts';
 import { zodValidatorCompiler } from './schema-validation.ts';
 
 export interface OpsServerDeps {
@@ -23,6 +31,18 @@ export interface OpsServerDeps {
   ingestToken?: string;
   /** Prometheus text for /metrics; a private registry with the process's default metrics when absent. */
   metricsText?: () => Promise<string>;
+  /** Re-runs a stored time-entry revision through enrichment and its project's actor (an exception replay); false when it is not stored. */
+  reevaluate(entryId: string, revision: number): Promise<boolean>;
+  /** Invoices a period (POST /v1/billing/close): pipeline/invoicing.ts's close with the ERP wired in. */
+  closeBillingPeriod(periodEnd: string): Promise<CloseReport>;
+  /** Called after a replay put rejected ERP documents back to pending (wakes the poster). */
+  onRequeued?: () => void;
+  /** OPS_TOKEN: when set (non-empty), replay, dismiss and close require `Authorization: Bearer <token>`. */
+  opsToken?: string;
+  /** Observes each answered ingest request (metrics). */
+  onIngested?: (kind: RecordKind, accepted: number, rejected: number) => void;
+  /** POST /v1/webhooks/{source}: the secrets and the mapping of time-capture sources (ops/connector-host.ts); the route is off without them. */
+  webhooks?: Pick<WebhookDeps, 'webhookSecret' | 'mapWebhook'>;
 }
 
 export interface OpsServerOptions {
@@ -59,11 +79,23 @@ export async function buildOpsServer(deps: OpsServerDeps, options?: OpsServerOpt
   const app = Fastify({ logger: settings.logger, bodyLimit: settings.bodyLimitBytes });
   app.setValidatorCompiler(zodValidatorCompiler);
   installErrorHandling(app, { bodyLimitBytes: settings.bodyLimitBytes });
+  installOpenApi(app, {
+    title: 'billstream ops API',
+    version: '1',
+    description: 'Ingest, entry lifecycle, exception workbench, billing close, KPIs, health and metrics of billstream (CONTRACT §5). '
+      + 'Errors answer {error: {code, message, details}}; list routes answer {items, nextCursor} and take limit and cursor.',
+  }, {
+    ConsultantRecord: recordSchemas.consultant, ProjectRecord: recordSchemas.project, AssignmentRecord: recordSchemas.assignment,
+    RatecardRecord: recordSchemas.ratecard, TimeRecord: recordSchemas.time, MilestoneRecord: recordSchemas.milestone,
+  });
 
   registerHealthRoutes(app, deps);
   registerIngestRoute(app, deps, { maxRecordsPerRequest: settings.maxRecordsPerRequest, publishConcurrency: settings.publishConcurrency });
   registerEntriesRoute(app, deps.orm);
-  registerExceptionsRoute(app, deps.orm);
+  registerExceptionsRoute(app, deps);
+  registerBillingRoutes(app, deps);
+  registerKpisRoute(app, deps.orm);
+  if (deps.webhooks) registerWebhooksRoute(app, { ...deps.webhooks, publishIngest: deps.publishIngest, regionFor: deps.regionFor });
 
   return app;
 }

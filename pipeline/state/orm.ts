@@ -5,8 +5,9 @@ import { MikroORM, defineConfig } from '@mikro-orm/postgresql';
 import pg from 'pg';
 import { ENTITIES } from './entities.ts';
 import { Migration20261125000000_initial } from './migrations/Migration20261125000000_initial.ts';
+import { Migration20261125120000_workbench_invoicing_alerts } from './migrations/Migration20261125120000_workbench_invoicing_alerts.ts';
 
-export const MIGRATIONS = [Migration20261125000000_initial];
+export const MIGRATIONS = [Migration20261125000000_initial, Migration20261125120000_workbench_invoicing_alerts];
 
 export interface LedgerOptions {
   databaseUrl: string;

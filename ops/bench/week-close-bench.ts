@@ -1,0 +1,329 @@
+// `billstream bench weekclose`: a week close measured three ways on the same
+// nats-server, PostgreSQL and ERP sandbox, in one run:
+//
+//   1. the broker's limit — a bare consumer that fetches, re-publishes each
+//      message once to another stream and acks it, doing nothing else;
+//   2. a naive pipeline — the same stages (decode, validate, enrich, decide),
+//      but one ORM flush and one ERP call per entry;
+//   3. billstream — `billstream start` as its own process draining the backlog,
+//      its peak RSS sampled from /proc; then p50/p99 latency from ingest to ERP
+//      posting with entries offered at half of the rate it just reached.
+//
+// Figures are ratios against baselines measured in the same run, never absolute
+// promises: the machine (two cores shared by all three servers) sets the scale.
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
+import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import pg from 'pg';
+import { from, lastValueFrom, mergeMap, take } from 'rxjs';
+import { ErpClient } from '../../connectors/erp/erp-client.ts';
+import type { ErpTransaction } from '../../connectors/erp/types.ts';
+import { startErpSandbox, type ErpSandbox } from '../../connectors/erp/sandbox.ts';
+import { jetStreamSource } from '../../connectors/nats/jetstream-source.ts';
+import { STREAMS, ensureTopology, ingestConsumerName } from '../../connectors/nats/topology.ts';
+import { evaluateEntry } from '../../pipeline/model/billing-rules.ts';
+import { formatHours, formatMoney, parseHours } from '../../pipeline/model/money.ts';
+import { decodeRecord } from '../../pipeline/model/records.ts';
+import { RECORD_KINDS, type RecordKind, type TimeRecord } from '../../pipeline/model/types.ts';
+import { applyToView, type ReferenceItem } from '../../pipeline/reference-store.ts';
+import { ReferenceView } from '../../pipeline/reference-view.ts';
+import { EntryRevision } from '../../pipeline/state/entities.ts';
+import { openLedger } from '../../pipeline/state/orm.ts';
+import { generateWeekClose, messagePayload, type IngestMessage, type WeekClose } from '../demo/week-close.ts';
+import { ensureNats, ensurePostgres, withDatabase, type EmbeddedService } from '../embedded/services.ts';
+
+type Log = (line: string) => void;
+
+export interface WeekCloseBenchOptions {
+  /** Time entries in the week. @default 1,000,000 */
+  entries: number;
+  /** Entries the naive pipeline processes (its rate is steady; the whole week would take hours). @default 10,000 */
+  naiveEntries: number;
+  /** Seconds of half-load for the latency measurement. @default 20 */
+  latencySeconds: number;
+  regions: string[];
+  seed: number;
+}
+
+export interface WeekCloseBenchResult {
+  entries: number;
+  brokerLimit: { messages: number; seconds: number; perSecond: number };
+  naive: { entries: number; seconds: number; perSecond: number };
+  billstream: { entries: number; seconds: number; perSecond: number; peakRssMiB: number };
+  ratios: { toBrokerLimit: number; toNaive: number };
+  latencyAtHalfLoad: { offeredPerSecond: number; entries: number; p50Ms: number; p99Ms: number };
+}
+
+interface Services {
+  nats: EmbeddedService;
+  databaseUrl: string;
+  postgres: EmbeddedService;
+  sandbox: ErpSandbox;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  storeDir: string;
+}
+
+async function recreateDatabase(url: string): Promise<void> {
+  const database = decodeURIComponent(new URL(url).pathname.slice(1));
+  const admin = new pg.Client({ connectionString: withDatabase(url, 'postgres') });
+  await admin.connect();
+  try {
+    await admin.query(`drop database if exists "${database}" with (force)`);
+    await admin.query(`create database "${database}"`);
+  } finally {
+    await admin.end();
+  }
+}
+
+async function startServices(log: Log): Promise<Services> {
+  const storeDir = await mkdtemp(join(tmpdir(), 'billstream-bench-'));
+  const nats = await ensureNats({ url: '', dataDir: storeDir, log: () => {} });
+  const postgres = await ensurePostgres({
+    url: process.env.DATABASE_URL ? withDatabase(process.env.DATABASE_URL, 'billstream_bench') : undefined,
+    dataDir: resolve(process.env.BILLSTREAM_DATA_DIR ?? '.billstream/bench'), database: 'billstream_bench', log,
+  });
+  const databaseUrl = withDatabase(postgres.url, 'billstream_bench');
+  await recreateDatabase(databaseUrl);
+  const sandbox = await startErpSandbox({ databaseUrl, port: 0 });
+  const nc = await connect({ servers: nats.url });
+  return { nats, postgres, databaseUrl, sandbox, nc, js: jetstream(nc), storeDir };
+}
+
+async function stopServices(s: Services): Promise<void> {
+  await s.nc.close().catch(() => undefined);
+  await s.sandbox.close();
+  await s.postgres.stop();
+  await s.nats.stop();
+  await rm(s.storeDir, { recursive: true, force: true });
+}
+
+const encoder = new TextEncoder();
+
+/** Publishes with a bounded window of outstanding acks, like a busy producer. */
+async function publishMessages(js: JetStreamClient, messages: Iterable<{ subject: string; data: Uint8Array; msgId?: string }>): Promise<number> {
+  const inFlight = new Set<Promise<unknown>>();
+  let count = 0;
+  for (const m of messages) {
+    const p = js.publish(m.subject, m.data, { msgID: m.msgId, headers: natsHeaders() });
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
+    count++;
+    if (inFlight.size >= 1024) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  return count;
+}
+
+function* asPublished(messages: readonly IngestMessage[], rewriteId?: (id: string) => string): Generator<{ subject: string; data: Uint8Array; msgId?: string }> {
+  for (const m of messages) {
+    if (rewriteId && m.record && 'entryId' in m.record) {
+      const record = { ...m.record, entryId: rewriteId(m.record.entryId) };
+      yield { subject: m.subject, data: encoder.encode(JSON.stringify(record)), msgId: m.msgId ? rewriteId(m.msgId) : undefined };
+    } else {
+      yield { subject: m.subject, data: encoder.encode(messagePayload(m)), msgId: m.msgId };
+    }
+  }
+}
+
+/** 1. The broker's limit: fetch, re-publish once, ack — nothing else. */
+async function measureBrokerLimit(s: Services, messages: readonly IngestMessage[], log: Log): Promise<WeekCloseBenchResult['brokerLimit']> {
+  const jsm = await jetstreamManager(s.nc);
+  await jsm.streams.add({ name: 'BENCH_SOURCE', subjects: ['bench.source.>'] });
+  await jsm.streams.add({ name: 'BENCH_SINK', subjects: ['bench.sink.>'] });
+  const time = messages.filter((m) => m.subject.startsWith('ingest.time.'));
+  await publishMessages(s.js, time.map((m) => ({ subject: `bench.source.${m.subject}`, data: encoder.encode(messagePayload(m)) })));
+  await jsm.consumers.add('BENCH_SOURCE', { durable_name: 'bench', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 4000 });
+  log(`broker limit: ${time.length} messages loaded`);
+  const started = performance.now();
+  await lastValueFrom(jetStreamSource(s.js, { stream: 'BENCH_SOURCE', durable: 'bench' }).pipe(
+    take(time.length),
+    mergeMap((msg) => from(s.js.publish(`bench.sink.${msg.subject}`, msg.data).then(() => msg.ack())), 1024),
+  ));
+  const seconds = (performance.now() - started) / 1000;
+  await jsm.streams.delete('BENCH_SOURCE');
+  await jsm.streams.delete('BENCH_SINK');
+  return { messages: time.length, seconds, perSecond: time.length / seconds };
+}
+
+/** 2. A naive pipeline: the same decisions, one ORM flush and one ERP call per entry. */
+async function measureNaive(s: Services, week: WeekClose, count: number, log: Log): Promise<WeekCloseBenchResult['naive']> {
+  const view = new ReferenceView();
+  const reference: ReferenceItem[] = [
+    ...week.consultants.map((record) => ({ kind: 'consultant' as const, record })),
+    ...week.projects.map((record) => ({ kind: 'project' as const, record })),
+    ...week.assignments.map((record) => ({ kind: 'assignment' as const, record })),
+    ...week.ratecards.map((record) => ({ kind: 'ratecard' as const, record })),
+  ] as ReferenceItem[];
+  applyToView(view, reference);
+  const orm = await openLedger({ databaseUrl: s.databaseUrl, poolSize: 16 });
+  const erp = new ErpClient({ baseUrl: s.sandbox.url });
+  await erp.start();
+  const jsm = await jetstreamManager(s.nc);
+  await ensureTopology(jsm, RECORD_KINDS);
+  const time = week.messages.filter((m) => m.subject.startsWith('ingest.time.') && m.record).slice(0, count);
+  await publishMessages(s.js, asPublished(time, (id) => `naive-${id}`));
+  log(`naive: ${time.length} entries loaded`);
+  const started = performance.now();
+  await lastValueFrom(jetStreamSource(s.js, { stream: STREAMS.ingest, durable: ingestConsumerName('time') }).pipe(
+    take(time.length),
+    mergeMap((msg) => from((async () => {
+      const decoded = decodeRecord('time' as RecordKind, msg.data);
+      if (decoded.ok) {
+        const entry = decoded.record as TimeRecord;
+        const outcome = evaluateEntry(entry, view.snapshotFor(entry.projectId, entry.consultantId));
+        const em = orm.em.fork();
+        em.create(EntryRevision, {
+          entryId: entry.entryId, revision: entry.revision, projectId: entry.projectId, region: 'bench', status: entry.status, stage: outcome.kind,
+          hoursHundredths: parseHours(entry.hours), workDate: entry.workDate, record: entry as unknown as Record<string, unknown>, firstSeenAt: new Date(),
+        });
+        await em.flush();
+        if (outcome.kind === 'enriched' && outcome.billable && entry.status === 'approved' && outcome.rateMinor !== null && outcome.amountMinor !== null) {
+          const project = view.project(entry.projectId);
+          await erp.postTransactions([{
+            externalId: `${entry.entryId}:${entry.revision}:charge`, kind: 'charge', entryId: entry.entryId, revision: entry.revision,
+            projectId: entry.projectId, customerId: project?.customerId ?? '', consultantId: entry.consultantId, role: outcome.role, workDate: entry.workDate,
+            hours: formatHours(outcome.hoursHundredths), rate: formatMoney(outcome.rateMinor), amount: formatMoney(outcome.amountMinor),
+            currency: outcome.currency, legalEntity: project?.legalEntity ?? '',
+          } as ErpTransaction], `naive:${entry.entryId}:${entry.revision}`);
+        }
+      }
+      msg.ack();
+    })()), 16),
+  ));
+  const seconds = (performance.now() - started) / 1000;
+  await erp.stop();
+  await orm.close();
+  await jsm.streams.delete(STREAMS.ingest);
+  await recreateDatabase(s.databaseUrl);
+  return { entries: time.length, seconds, perSecond: time.length / seconds };
+}
+
+async function rssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+/** 3. billstream as its own process, draining the week's backlog; then latency at half its rate. */
+async function measureBillstream(s: Services, week: WeekClose, options: WeekCloseBenchOptions, log: Log): Promise<{ billstream: WeekCloseBenchResult['billstream']; latency: WeekCloseBenchResult['latencyAtHalfLoad'] }> {
+  const jsm = await jetstreamManager(s.nc);
+  await ensureTopology(jsm, RECORD_KINDS);
+  const sql = new pg.Pool({ connectionString: s.databaseUrl, max: 2 });
+  // The backlog is there before billstream starts: reference data first, as a firm loads it.
+  const firstTime = week.messages.findIndex((m) => m.subject.startsWith('ingest.time.'));
+  await publishMessages(s.js, asPublished(week.messages.slice(0, firstTime)));
+  await publishMessages(s.js, asPublished(week.messages.slice(firstTime)));
+  const timeMessages = week.messages.filter((m) => m.subject.startsWith('ingest.time.')).length;
+  log(`billstream: ${week.messages.length} messages in the backlog (${timeMessages} time)`);
+
+  const child = spawn(process.execPath, ['ops/cli.ts', 'start'], {
+    env: {
+      ...process.env, NATS_URL: s.nats.url, DATABASE_URL: s.databaseUrl, ERP_BASE_URL: s.sandbox.url, HTTP_PORT: '0', HTTP_HOST: '127.0.0.1',
+      REFERENCE_GRACE_SECONDS: '5', OTEL_EXPORTER_OTLP_ENDPOINT: '',
+    },
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
+  let peak = 0;
+  const sampler = setInterval(() => { void rssMiB(child.pid ?? 0).then((m) => { peak = Math.max(peak, m); }); }, 200);
+  const counts = async () => {
+    const { rows } = await sql.query<{ decided: string; pending: string; waiting: string }>(
+      `select (select count(*) from entry_revision where stage <> 'waiting') as decided, (select count(*) from entry_revision where stage = 'waiting') as waiting,
+              (select count(*) from erp_outbox where status = 'pending') as pending`);
+    return { decided: Number(rows[0]?.decided), waiting: Number(rows[0]?.waiting), pending: Number(rows[0]?.pending) };
+  };
+  try {
+    const started = performance.now();
+    let last = -1;
+    let stableSince = performance.now();
+    let lastLog = 0;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 250));
+      const c = await counts().catch(() => ({ decided: 0, waiting: 1, pending: 1 }));
+      if (c.decided !== last) { last = c.decided; stableSince = performance.now(); }
+      if (performance.now() - lastLog > 5000) { lastLog = performance.now(); log(`billstream: ${c.decided} decided, ${c.pending} to post, RSS ${Math.round(peak)} MiB`); }
+      if (c.decided > 0 && c.waiting === 0 && c.pending === 0 && performance.now() - stableSince > 1500) break;
+    }
+    const seconds = (performance.now() - stableSince + (stableSince - started)) / 1000 - 1.5;
+    const decided = last;
+    const perSecond = decided / seconds;
+
+    // Latency: fresh entries (new ids) offered at half the rate billstream just reached.
+    const offered = Math.max(10, Math.floor(perSecond / 2));
+    const pool = week.messages.filter((m) => m.subject.startsWith('ingest.time.') && m.record && (m.record as TimeRecord).status === 'approved');
+    const total = Math.min(pool.length, offered * options.latencySeconds);
+    log(`latency: offering ${offered} entries/s for ${options.latencySeconds} s`);
+    const tickMs = 100;
+    const perTick = Math.max(1, Math.round(offered * tickMs / 1000));
+    const t0 = performance.now();
+    for (let sent = 0, tick = 0; sent < total; tick++) {
+      const batch = pool.slice(sent, Math.min(total, sent + perTick));
+      await publishMessages(s.js, asPublished(batch, (id) => `lat-${id}`));
+      sent += batch.length;
+      const wait = t0 + (tick + 1) * tickMs - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 500));
+      const c = await counts();
+      if (c.waiting === 0 && c.pending === 0) break;
+    }
+    const { rows } = await sql.query<{ n: string; p50: number; p99: number }>(
+      `select count(*) as n, percentile_cont(0.5) within group (order by ms) as p50, percentile_cont(0.99) within group (order by ms) as p99
+       from (select extract(epoch from (o.posted_at - e.first_seen_at)) * 1000 as ms
+             from erp_outbox o join entry_revision e on e.entry_id = o.entry_id and e.revision = o.revision
+             where o.entry_id like 'lat-%' and o.kind = 'charge' and o.status = 'posted') t`);
+    return {
+      billstream: { entries: decided, seconds, perSecond, peakRssMiB: Math.round(peak) },
+      latency: { offeredPerSecond: offered, entries: Number(rows[0]?.n ?? 0), p50Ms: Math.round(rows[0]?.p50 ?? 0), p99Ms: Math.round(rows[0]?.p99 ?? 0) },
+    };
+  } finally {
+    clearInterval(sampler);
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    await sql.end();
+  }
+}
+
+export async function weekCloseBench(options: WeekCloseBenchOptions, log: Log): Promise<WeekCloseBenchResult> {
+  log(`generating a week close of ${options.entries} entries over ${options.regions.length} regions`);
+  const week = generateWeekClose({ entries: options.entries, regions: options.regions, projects: Math.max(300, Math.floor(options.entries / 300)), consultants: Math.max(600, Math.floor(options.entries / 150)), seed: options.seed });
+  const services = await startServices(log);
+  try {
+    const brokerLimit = await measureBrokerLimit(services, week.messages, log);
+    log(`broker limit: ${Math.round(brokerLimit.perSecond)} messages/s`);
+    const naive = await measureNaive(services, week, Math.min(options.naiveEntries, options.entries), log);
+    log(`naive: ${Math.round(naive.perSecond)} entries/s`);
+    const { billstream, latency } = await measureBillstream(services, week, options, log);
+    return {
+      entries: options.entries, brokerLimit, naive, billstream,
+      ratios: { toBrokerLimit: billstream.perSecond / brokerLimit.perSecond, toNaive: billstream.perSecond / naive.perSecond },
+      latencyAtHalfLoad: latency,
+    };
+  } finally {
+    await stopServices(services);
+  }
+}
+
+/** A bar chart of the three rates, as SVG for the README. */
+export function weekCloseChart(result: WeekCloseBenchResult): string {
+  const bars = [
+    { label: 'broker limit', value: result.brokerLimit.perSecond, colour: '#8a8f98' },
+    { label: 'billstream', value: result.billstream.perSecond, colour: '#2f6fdf' },
+    { label: 'naive pipeline', value: result.naive.perSecond, colour: '#d9822b' },
+  ];
+  const max = Math.max(...bars.map((b) => b.value));
+  const rows = bars.map((b, i) => {
+    const width = Math.max(2, Math.round((b.value / max) * 420));
+    const y = 40 + i * 44;
+    return `<text x="10" y="${y + 20}" font-size="14">${b.label}</text><rect x="130" y="${y}" width="${width}" height="28" fill="${b.colour}"/>` +
+      `<text x="${136 + width}" y="${y + 20}" font-size="13">${Math.round(b.value).toLocaleString('en-US')}/s</text>`;
+  }).join('\n  ');
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="680" height="190" font-family="sans-serif">
+  <text x="10" y="22" font-size="15" font-weight="bold">Week close of ${result.entries.toLocaleString('en-US')} entries: messages or entries per second</text>
+  ${rows}
+</svg>
+`;
+}

@@ -1,0 +1,323 @@
+// `billstream bench <scenario>`: measurements of billstream end to end, each
+// scenario a function over a private billstream (its own nats-server, a fresh
+// database, the ERP sandbox in-process) that returns a report; the command
+// prints the report's table and writes its JSON under bench-results/.
+//
+//   bench pipeline [--entries N] [--tracing off|on|both] [--rounds N] [--seed N]
+//     a generated week close (ops/demo/week-close.ts) through the pipeline, with
+//     tracing off and on (ratio 1.0, OTLP/HTTP protobuf to an in-process
+//     receiver that accepts and counts, so export costs what it costs), in the
+//     same run: entries decided and posted per second, and their ratio. A
+//     small unreported warm-up goes first and the modes swap order each round:
+//     on two cores shared with PostgreSQL and nats-server, a cold first run is
+//     otherwise slower by more than tracing costs.
+//
+// A scenario is `(options, log) => Promise<BenchReport>`; a new one (say, the
+// broker's limit against a naive pipeline) is one more entry in SCENARIOS that
+// uses `withPrivateBillstream` the same way.
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import pg from 'pg';
+import { startErpSandbox } from '../../connectors/erp/sandbox.ts';
+import { STREAMS, ingestConsumerName } from '../../connectors/nats/topology.ts';
+import { REFERENCE_KINDS } from '../../pipeline/reference-store.ts';
+import { loadConfig } from '../config.ts';
+import { generateWeekClose, messagePayload, type IngestMessage } from '../demo/week-close.ts';
+import { ensureNats, ensurePostgres, withDatabase } from '../embedded/services.ts';
+import { startOtlpReceiver } from '../otlp-receiver.ts';
+import { startRuntime, type Runtime } from '../runtime.ts';
+import { startTelemetry, type Telemetry } from '../telemetry.ts';
+
+type Log = (line: string) => void;
+
+/** What a scenario hands back: a table for people, JSON for the record. */
+export interface BenchReport {
+  /** File name under bench-results/. */
+  file: string;
+  lines: string[];
+  json: Record<string, unknown>;
+}
+
+interface Scenario {
+  usage: string;
+  run(args: string[], log: Log): Promise<BenchReport>;
+}
+
+const SCENARIOS: Record<string, Scenario> = {
+  pipeline: {
+    usage: 'pipeline [--entries N (20000)] [--tracing off|on|both (both)] [--rounds N (2)] [--seed N (2026)]',
+    run: (args, log) => {
+      const { values } = parseArgs({ args, options: { entries: { type: 'string' }, tracing: { type: 'string' }, rounds: { type: 'string' }, seed: { type: 'string' } } });
+      const tracing = values.tracing ?? 'both';
+      if (tracing !== 'off' && tracing !== 'on' && tracing !== 'both') throw new BenchOptionsError(`--tracing must be off, on or both, got '${tracing}'`);
+      return pipelineTracingScenario({
+        entries: positiveInt('--entries', values.entries, 20_000), rounds: positiveInt('--rounds', values.rounds, 2),
+        seed: positiveInt('--seed', values.seed, 2026), modes: tracing === 'both' ? ['off', 'on'] : [tracing],
+      }, log);
+    },
+  },
+};
+
+export class BenchOptionsError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BenchOptionsError';
+  }
+}
+
+function positiveInt(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value <= 0) throw new BenchOptionsError(`${name} must be a positive integer, got '${text}'`);
+  return value;
+}
+
+export function benchUsage(): string {
+  return Object.values(SCENARIOS).map((s) => `bench ${s.usage}`).join('\n');
+}
+
+export async function runBench(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  const scenario = name ? SCENARIOS[name] : undefined;
+  if (!scenario) {
+    console.error(`usage:\n  ${benchUsage().split('\n').join('\n  ')}`);
+    return 2;
+  }
+  let report: BenchReport;
+  try {
+    report = await scenario.run(rest, (line) => console.error(`  · ${line}`));
+  } catch (err) {
+    if (err instanceof BenchOptionsError) { console.error(`billstream bench: ${err.message}`); return 2; }
+    throw err;
+  }
+  for (const line of report.lines) console.log(line);
+  const file = resolve('bench-results', report.file);
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, `${JSON.stringify(report.json, null, 2)}\n`);
+  console.log(`\nwritten to ${file}`);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// A private billstream for one measurement
+
+export interface PrivateBillstream {
+  runtime: Runtime;
+  databaseUrl: string;
+}
+
+const BENCH_DATABASE = 'billstream_bench';
+
+/**
+ * Runs `fn` against a billstream of its own: a private nats-server on an empty
+ * temporary store, the bench database dropped and created again, the ERP
+ * sandbox in-process on it, and the runtime with `telemetry`. Everything is
+ * stopped (and the store removed) however `fn` ends.
+ */
+export async function withPrivateBillstream<T>(
+  options: { telemetry: Telemetry; graceSeconds: number; log: Log },
+  fn: (billstream: PrivateBillstream) => Promise<T>,
+): Promise<T> {
+  const { log } = options;
+  const storeDir = await mkdtemp(join(tmpdir(), 'billstream-bench-'));
+  const nats = await ensureNats({ url: '', dataDir: storeDir, log: () => {} });
+  try {
+    const postgres = await ensurePostgres({
+      url: process.env.DATABASE_URL ? withDatabase(process.env.DATABASE_URL, BENCH_DATABASE) : undefined,
+      dataDir: resolve(process.env.BILLSTREAM_DATA_DIR ?? '.billstream/bench'), database: BENCH_DATABASE, log,
+    });
+    const databaseUrl = withDatabase(postgres.url, BENCH_DATABASE);
+    try {
+      await recreateDatabase(databaseUrl);
+      const sandbox = await startErpSandbox({ databaseUrl, port: 0 });
+      try {
+        const config = loadConfig({
+          NATS_URL: nats.url, DATABASE_URL: databaseUrl, ERP_BASE_URL: sandbox.url, HTTP_PORT: '0', HTTP_HOST: '127.0.0.1',
+          REFERENCE_GRACE_SECONDS: String(options.graceSeconds),
+        });
+        const runtime = await startRuntime(config, { http: false, telemetry: options.telemetry, log });
+        try {
+          return await fn({ runtime, databaseUrl });
+        } finally {
+          await runtime.stop();
+        }
+      } finally {
+        await sandbox.close();
+      }
+    } finally {
+      await postgres.stop();
+    }
+  } finally {
+    await nats.stop();
+    await rm(storeDir, { recursive: true, force: true });
+  }
+}
+
+async function recreateDatabase(url: string): Promise<void> {
+  const database = decodeURIComponent(new URL(url).pathname.slice(1));
+  const admin = new pg.Client({ connectionString: withDatabase(url, 'postgres') });
+  await admin.connect();
+  try {
+    await admin.query(`drop database if exists "${database}" with (force)`);
+    await admin.query(`create database "${database}"`);
+  } finally {
+    await admin.end();
+  }
+}
+
+/** Publishes with at most 512 acks outstanding, like a busy producer; untraced, as an outside producer would be. */
+async function publishAllMessages(runtime: Runtime, messages: readonly IngestMessage[]): Promise<void> {
+  const encoder = new TextEncoder();
+  const inFlight = new Set<Promise<unknown>>();
+  for (const message of messages) {
+    const p = runtime.js.publish(message.subject, encoder.encode(messagePayload(message)), { msgID: message.msgId, headers: natsHeaders() });
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
+    if (inFlight.size >= 512) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+}
+
+async function referenceCaughtUp(runtime: Runtime): Promise<void> {
+  const jsm = await jetstreamManager(runtime.nc);
+  for (;;) {
+    let behind = 0;
+    for (const kind of REFERENCE_KINDS) {
+      const info = await jsm.consumers.info(STREAMS.ingest, ingestConsumerName(kind));
+      behind += info.num_pending + info.num_ack_pending;
+    }
+    if (behind === 0) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Scenario: the pipeline with tracing off and on
+
+interface PipelineRun {
+  tracing: 'off' | 'on';
+  round: number;
+  seconds: number;
+  decided: number;
+  posted: number;
+  decidedPerSecond: number;
+  postedPerSecond: number;
+  spans: { ended: number; exported: number; dropped: number; requests: number; bytes: number } | null;
+}
+
+/** How long the counts must stand still before the run counts as settled. */
+const QUIET_MS = 2_000;
+
+async function measurePipeline(tracing: 'off' | 'on', round: number, entries: number, seed: number, log: Log): Promise<PipelineRun> {
+  const receiver = tracing === 'on' ? await startOtlpReceiver() : null;
+  const telemetry = receiver ? startTelemetry({ endpoint: receiver.url, ratio: 1 }) : startTelemetry();
+  try {
+    // Never-arriving assignments stay waiting all run long (the grace is far
+    // away): the measurement is what the pipeline decides, not how long it waits.
+    const result = await withPrivateBillstream({ telemetry, graceSeconds: 3_600, log }, async ({ runtime }) => {
+      const week = generateWeekClose({ entries, seed });
+      const firstTime = week.messages.findIndex((m) => m.subject.startsWith('ingest.time.'));
+      await publishAllMessages(runtime, week.messages.slice(0, firstTime));
+      await referenceCaughtUp(runtime);
+      log(`tracing ${tracing}, round ${round}: reference data loaded; publishing ${week.messages.length - firstTime} messages`);
+
+      const startedAt = performance.now();
+      let publishing = true;
+      const published = publishAllMessages(runtime, week.messages.slice(firstTime)).finally(() => { publishing = false; });
+      let last = { decided: -1, posted: -1 };
+      let lastChangeAt = startedAt;
+      const deadline = Date.now() + 20 * 60_000;
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 250));
+        const counts = await ledgerCounts(runtime);
+        if (counts.decided !== last.decided || counts.posted !== last.posted) {
+          last = counts;
+          lastChangeAt = performance.now();
+        }
+        const quiet = !publishing && counts.pendingErp === 0 && counts.pendingNats === 0 && performance.now() - lastChangeAt > QUIET_MS;
+        if (quiet) break;
+        if (Date.now() > deadline) throw new Error(`tracing ${tracing}: the week did not settle within 20 minutes`);
+      }
+      await published;
+      const seconds = (lastChangeAt - startedAt) / 1000;
+      return { seconds, decided: last.decided, posted: last.posted };
+    });
+    await telemetry.forceFlush();
+    const spans = receiver
+      ? { ended: telemetry.spansEnded(), exported: receiver.spanCount, dropped: Math.max(0, telemetry.spansEnded() - receiver.spanCount), requests: receiver.requests, bytes: receiver.bytes }
+      : null;
+    const run: PipelineRun = {
+      tracing, round, ...result,
+      decidedPerSecond: result.decided / result.seconds, postedPerSecond: result.posted / result.seconds, spans,
+    };
+    log(`tracing ${tracing}, round ${round}: ${run.decided} decided, ${run.posted} posted in ${run.seconds.toFixed(2)} s${spans ? `, ${spans.exported} spans exported` : ''}`);
+    return run;
+  } finally {
+    await telemetry.shutdown();
+    await receiver?.close();
+  }
+}
+
+async function ledgerCounts(runtime: Runtime): Promise<{ decided: number; posted: number; pendingErp: number; pendingNats: number }> {
+  const [row] = await runtime.orm.em.fork().execute<Record<string, string>[]>(
+    `select (select count(*) from entry_revision where stage <> 'waiting') as decided,
+            (select count(*) from erp_outbox where status = 'posted') as posted,
+            (select count(*) from erp_outbox where status = 'pending') as pending_erp,
+            (select count(*) from nats_outbox) as pending_nats`);
+  return { decided: Number(row?.decided), posted: Number(row?.posted), pendingErp: Number(row?.pending_erp), pendingNats: Number(row?.pending_nats) };
+}
+
+export interface PipelineTracingOptions {
+  entries: number;
+  rounds: number;
+  seed: number;
+  modes: ('off' | 'on')[];
+}
+
+/** The pipeline's throughput with tracing off and on; the best round of each mode counts. */
+export async function pipelineTracingScenario(options: PipelineTracingOptions, log: Log): Promise<BenchReport> {
+  const runs: PipelineRun[] = [];
+  log('warm-up (not reported)');
+  await measurePipeline(options.modes[0] ?? 'off', 0, Math.min(2_000, options.entries), options.seed + 1, log);
+  for (let round = 1; round <= options.rounds; round++) {
+    const order = round % 2 === 1 ? options.modes : [...options.modes].reverse();
+    for (const mode of order) runs.push(await measurePipeline(mode, round, options.entries, options.seed, log));
+  }
+  const best = (mode: 'off' | 'on') => runs.filter((r) => r.tracing === mode).sort((a, b) => b.decidedPerSecond - a.decidedPerSecond)[0];
+  const off = best('off');
+  const on = best('on');
+  const ratio = off && on ? { decided: on.decidedPerSecond / off.decidedPerSecond, posted: on.postedPerSecond / off.postedPerSecond } : null;
+  const costPercent = ratio ? (1 - ratio.decided) * 100 : null;
+
+  const n = (v: number) => Math.round(v).toLocaleString('en-US');
+  const row = (cells: string[]) => `  ${cells[0]?.padEnd(16)}${cells.slice(1).map((c) => c.padStart(13)).join('')}`;
+  const lines = [
+    `bench pipeline: ${options.entries.toLocaleString('en-US')} entries (week close, seed ${options.seed}), ${options.rounds} round(s), best round shown`,
+    '',
+    row(['tracing', 'decided/s', 'posted/s', 'seconds', 'decided', 'posted', 'spans']),
+    ...[off, on].filter((r): r is PipelineRun => r !== undefined).map((r) => row([
+      r.tracing === 'on' ? 'on (ratio 1.0)' : 'off', n(r.decidedPerSecond), n(r.postedPerSecond), r.seconds.toFixed(2), n(r.decided), n(r.posted),
+      r.spans ? `${n(r.spans.exported)}${r.spans.dropped ? ` (${n(r.spans.dropped)} dropped)` : ''}` : '-',
+    ])),
+  ];
+  if (ratio && costPercent !== null) {
+    lines.push(row(['on / off', ratio.decided.toFixed(3), ratio.posted.toFixed(3), '', '', '', '']));
+    lines.push('', `tracing costs ${costPercent.toFixed(1)}% of decided throughput (target: under 15%) — ${costPercent < 15 ? 'within target' : 'OVER TARGET'}`);
+  }
+  return {
+    file: 'tracing.json',
+    lines,
+    json: {
+      scenario: 'pipeline', date: new Date().toISOString(), entries: options.entries, seed: options.seed, rounds: options.rounds,
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, node: process.versions.node },
+      tracingOn: { ratio: 1, exporter: 'otlp-http-protobuf to an in-process receiver (counts spans)' },
+      best: { off: off ?? null, on: on ?? null },
+      ratio, tracingCostPercent: costPercent, targetPercent: 15, withinTarget: costPercent === null ? null : costPercent < 15,
+      runs,
+    },
+  };
+}
