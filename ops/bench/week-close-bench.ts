@@ -289,7 +289,7 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
 
 export async function weekCloseBench(options: WeekCloseBenchOptions, log: Log): Promise<WeekCloseBenchResult> {
   log(`generating a week close of ${options.entries} entries over ${options.regions.length} regions`);
-  const week = generateWeekClose({ entries: options.entries, regions: options.regions, projects: Math.max(300, Math.floor(options.entries / 300)), consultants: Math.max(600, Math.floor(options.entries / 150)), seed: options.seed });
+  const week = generateWeekClose({ entries: options.entries, regions: options.regions, firstRegionShare: 0.5, projects: Math.max(300, Math.floor(options.entries / 300)), consultants: Math.max(600, Math.floor(options.entries / 150)), seed: options.seed });
   const services = await startServices(log);
   try {
     const brokerLimit = await measureBrokerLimit(services, week.messages, log);

@@ -28,6 +28,7 @@ import { REFERENCE_KINDS } from '../../pipeline/reference-store.ts';
 import { loadConfig } from '../config.ts';
 import { generateWeekClose, messagePayload, type IngestMessage } from '../demo/week-close.ts';
 import { ensureNats, ensurePostgres, withDatabase } from '../embedded/services.ts';
+import { weekCloseBench, weekCloseChart } from '../bench/week-close-bench.ts';
 import { startOtlpReceiver } from '../otlp-receiver.ts';
 import { startRuntime, type Runtime } from '../runtime.ts';
 import { startTelemetry, type Telemetry } from '../telemetry.ts';
@@ -48,6 +49,38 @@ interface Scenario {
 }
 
 const SCENARIOS: Record<string, Scenario> = {
+  weekclose: {
+    usage: 'weekclose [--entries N (1000000)] [--naive-entries N (10000)] [--latency-seconds N (20)] [--seed N (2026)]',
+    run: async (args, log) => {
+      const { values } = parseArgs({ args, options: { entries: { type: 'string' }, 'naive-entries': { type: 'string' }, 'latency-seconds': { type: 'string' }, seed: { type: 'string' } } });
+      const result = await weekCloseBench({
+        entries: positiveInt('--entries', values.entries, 1_000_000), naiveEntries: positiveInt('--naive-entries', values['naive-entries'], 10_000),
+        latencySeconds: positiveInt('--latency-seconds', values['latency-seconds'], 20), seed: positiveInt('--seed', values.seed, 2026),
+        // Five regions, the first with half the projects and so about half the volume.
+        regions: ['amer', 'emea', 'apac', 'latam', 'anz'],
+      }, log);
+      await mkdir(resolve('bench-results'), { recursive: true });
+      await writeFile(resolve('bench-results/weekclose.svg'), weekCloseChart(result));
+      const r = (n: number) => Math.round(n).toLocaleString('en-US');
+      return {
+        file: 'weekclose.json',
+        json: { scenario: 'weekclose', date: new Date().toISOString(), cpus: cpus().length, ...result },
+        lines: [
+          `week close of ${r(result.entries)} entries (same nats-server, PostgreSQL and ERP sandbox for every row)`,
+          '',
+          '  run                     per second    seconds',
+          `  1. broker limit        ${r(result.brokerLimit.perSecond).padStart(11)}  ${result.brokerLimit.seconds.toFixed(1).padStart(9)}   (${r(result.brokerLimit.messages)} messages fetched, re-published, acked)`,
+          `  2. naive pipeline      ${r(result.naive.perSecond).padStart(11)}  ${result.naive.seconds.toFixed(1).padStart(9)}   (${r(result.naive.entries)} entries, one ORM flush + one ERP call each)`,
+          `  3. billstream          ${r(result.billstream.perSecond).padStart(11)}  ${result.billstream.seconds.toFixed(1).padStart(9)}   (${r(result.billstream.entries)} entry revisions decided and posted)`,
+          '',
+          `  billstream / broker limit: ${result.ratios.toBrokerLimit.toFixed(2)}   billstream / naive: ${result.ratios.toNaive.toFixed(1)}x`,
+          `  latency ingest → ERP posted at half load (${r(result.latencyAtHalfLoad.offeredPerSecond)}/s, ${r(result.latencyAtHalfLoad.entries)} entries): p50 ${r(result.latencyAtHalfLoad.p50Ms)} ms, p99 ${r(result.latencyAtHalfLoad.p99Ms)} ms`,
+          `  peak RSS of the billstream process: ${r(result.billstream.peakRssMiB)} MiB`,
+          '  chart: bench-results/weekclose.svg',
+        ],
+      };
+    },
+  },
   pipeline: {
     usage: 'pipeline [--entries N (20000)] [--tracing off|on|both (both)] [--rounds N (2)] [--seed N (2026)]',
     run: (args, log) => {

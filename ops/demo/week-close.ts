@@ -151,11 +151,16 @@ export interface WeekCloseOptions {
   consultants?: number;
   /** Monday of the simulated week. @default '2025-03-03' */
   weekStart?: string;
+  /**
+   * Share of the projects (and so, roughly, of the volume) in the first region;
+   * the rest is spread evenly. @default an even split
+   */
+  firstRegionShare?: number;
   seed: number;
 }
 
 export function defaultWeekCloseOptions(): Required<Omit<WeekCloseOptions, 'seed'>> {
-  return { entries: 100_000, regions: ['amer', 'emea', 'apac'], projects: 300, consultants: 600, weekStart: '2025-03-03' };
+  return { entries: 100_000, regions: ['amer', 'emea', 'apac'], projects: 300, consultants: 600, weekStart: '2025-03-03', firstRegionShare: 0 };
 }
 
 /** Options that cannot make a week close; names the option and the reason. */
@@ -330,7 +335,7 @@ export function generateWeekClose(options: WeekCloseOptions): WeekClose {
   for (let i = 1; i <= o.projects; i++) {
     const category = itemAt(categories, i - 1);
     const projectId = `prj-${pad(i, 4)}`;
-    const region = itemAt(o.regions, (i - 1) % o.regions.length);
+    const region = regionOfProject(i - 1, o.regions, o.firstRegionShare);
     const currency = currencyOf(region);
     const contractId = `ctr-${pad(i, 4)}`;
     // The mismatch project bills only billable work, so every entry meets the wrong-currency rate.
@@ -570,6 +575,15 @@ export function generateWeekClose(options: WeekCloseOptions): WeekClose {
         }));
     }
   }
+}
+
+/** Round robin over the regions, or the first region taking `firstRegionShare` of the projects (spread through the list). */
+function regionOfProject(index: number, regions: readonly string[], firstRegionShare: number): string {
+  if (firstRegionShare <= 0 || regions.length < 2) return itemAt(regions, index % regions.length);
+  const inFirst = Math.floor((index + 1) * firstRegionShare) > Math.floor(index * firstRegionShare);
+  if (inFirst) return itemAt(regions, 0);
+  const others = index - Math.floor((index + 1) * firstRegionShare);
+  return itemAt(regions, 1 + (others % (regions.length - 1)));
 }
 
 type EntryScenario = 'approved' | 'submittedOnly' | 'submittedThenApproved' | 'revised' | 'rejectedAfterApproval';

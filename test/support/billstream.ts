@@ -66,6 +66,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
         try {
           const value = await check();
           if (value) return value;
+          last = undefined;
         } catch (err) {
           last = err;
         }
