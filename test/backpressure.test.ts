@@ -7,20 +7,12 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from './support/billstream.ts';
-import { consultant, entry, project, ratecards } from './support/fixtures.ts';
+import { entry, publishProjects } from './support/fixtures.ts';
 
 const PROJECTS = 50;
 
 async function publishBacklog(h: Harness, count: number, prefix: string): Promise<void> {
-  await h.publish('ingest.consultant.global.c-1', consultant);
-  for (const card of ratecards) await h.publish('ingest.ratecard.global.k-1', card);
-  for (let i = 0; i < PROJECTS; i++) {
-    const projectId = `p-${i}`;
-    await h.publish(`ingest.project.amer.${projectId}`, { ...project, projectId });
-    await h.publish(`ingest.assignment.amer.${projectId}`, {
-      assignmentId: `a-${i}`, consultantId: 'c-1', projectId, taskId: 't-1', role: 'senior', billable: true, startDate: '2026-11-01', endDate: '2026-11-30', revision: 1,
-    });
-  }
+  await publishProjects(h, PROJECTS);
   const inFlight: Promise<void>[] = [];
   for (let i = 0; i < count; i++) {
     const projectId = `p-${i % PROJECTS}`;

@@ -7,7 +7,7 @@ import { Kvm } from '@nats-io/kv';
 import { describe, expect, it } from 'vitest';
 import { formatMoney, lineAmount, parseHours, parseMoney } from '../pipeline/model/money.ts';
 import { startHarness, type Harness } from './support/billstream.ts';
-import { consultant, entry, project, ratecards } from './support/fixtures.ts';
+import { entry, publishProjects } from './support/fixtures.ts';
 
 const PROJECTS = 24;
 const PARTITIONS = 8;
@@ -46,15 +46,7 @@ async function partitionOwners(h: Harness): Promise<Map<number, string>> {
 describe('several instances', () => {
   it('share the work through partition leases; one killed mid-stream, every entry is charged once, in order, and its partitions are taken over within the lease TTL', async () => {
     await using h = await startHarness();
-    await h.publish('ingest.consultant.global.c-1', consultant);
-    for (const card of ratecards) await h.publish('ingest.ratecard.global.k-1', card);
-    for (let i = 0; i < PROJECTS; i++) {
-      const projectId = `p-${i}`;
-      await h.publish(`ingest.project.amer.${projectId}`, { ...project, projectId });
-      await h.publish(`ingest.assignment.amer.${projectId}`, {
-        assignmentId: `a-${i}`, consultantId: 'c-1', projectId, taskId: 't-1', role: 'senior', billable: true, startDate: '2026-11-01', endDate: '2026-11-30', revision: 1,
-      });
-    }
+    await publishProjects(h, PROJECTS);
     const instances = new Map([['a', startInstance(h, 'a')], ['b', startInstance(h, 'b')], ['c', startInstance(h, 'c')]]);
     try {
       await h.waitFor(async () => {

@@ -5,21 +5,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { lineAmount, parseHours, parseMoney, formatMoney } from '../pipeline/model/money.ts';
 import { startHarness, type Harness } from './support/billstream.ts';
-import { consultant, entry, project, ratecards } from './support/fixtures.ts';
+import { entry, publishProjects } from './support/fixtures.ts';
 
 const PROJECTS = 12;
 
-async function publishReferenceForProjects(h: Harness): Promise<void> {
-  await h.publish('ingest.consultant.global.c-1', consultant);
-  for (const card of ratecards) await h.publish('ingest.ratecard.global.k-1', card);
-  for (let i = 0; i < PROJECTS; i++) {
-    const projectId = `p-${i}`;
-    await h.publish(`ingest.project.amer.${projectId}`, { ...project, projectId });
-    await h.publish(`ingest.assignment.amer.${projectId}`, {
-      assignmentId: `a-${i}`, consultantId: 'c-1', projectId, taskId: 't-1', role: 'senior', billable: true, startDate: '2026-11-01', endDate: '2026-11-30', revision: 1,
-    });
-  }
-}
 
 /** Entries spread over the projects, with hours that exercise rounding; returns the expected ERP total in cents. */
 function weekOfEntries(count: number, prefix: string): { records: Record<string, unknown>[]; expectedMinor: bigint } {
@@ -89,7 +78,7 @@ async function exited(child: ChildProcess): Promise<void> {
 describe('fault tolerance', () => {
   it('a pipeline process killed with SIGKILL mid-batch and started again loses nothing and charges nothing twice', async () => {
     await using h = await startHarness();
-    await publishReferenceForProjects(h);
+    await publishProjects(h, PROJECTS);
     const { records, expectedMinor } = weekOfEntries(6000, 'kill');
     await publishAll(h, records);
     // The ERP answers slowly, so batches are mid-flight in both the actors and the poster when the kill lands.
@@ -124,7 +113,7 @@ describe('fault tolerance', () => {
   it('nats-server killed with SIGKILL mid-stream and restarted on the same store loses nothing and charges nothing twice', async () => {
     await using h = await startHarness();
     await h.startRuntime();
-    await publishReferenceForProjects(h);
+    await publishProjects(h, PROJECTS);
     const { records, expectedMinor } = weekOfEntries(3000, 'broker');
     await publishAll(h, records.slice(0, 1500));
     await h.waitFor(async () => (await ledgerCounts(h, 'broker')).decided >= 200, 60_000, 'processing under way');
@@ -140,7 +129,7 @@ describe('fault tolerance', () => {
   it('an ERP answering 429 and 503 for a while gets everything once it recovers, nothing twice', async () => {
     await using h = await startHarness();
     await h.startRuntime();
-    await publishReferenceForProjects(h);
+    await publishProjects(h, PROJECTS);
     h.erp.setFaults({ errorRate: 1 });
     const { records, expectedMinor } = weekOfEntries(800, 'flaky');
     await publishAll(h, records);

@@ -30,3 +30,17 @@ export const subjects = {
   time: (projectId = 'p-1') => `ingest.time.amer.${projectId}`,
   milestone: (projectId: string) => `ingest.milestone.amer.${projectId}`,
 };
+
+/**
+ * The reference data of `count` T&M projects p-0 … p-<count-1> in amer, each with
+ * consultant c-1 assigned as senior on task t-1 for November 2026, priced by k-1's cards.
+ */
+export async function publishProjects(h: { publish(subject: string, record: unknown): Promise<void> }, count: number): Promise<void> {
+  await h.publish('ingest.consultant.global.c-1', consultant);
+  for (const card of ratecards) await h.publish('ingest.ratecard.global.k-1', card);
+  for (let i = 0; i < count; i++) {
+    const projectId = `p-${i}`;
+    await h.publish(`ingest.project.amer.${projectId}`, { ...project, projectId });
+    await h.publish(`ingest.assignment.amer.${projectId}`, { ...assignment, assignmentId: `a-${i}`, projectId });
+  }
+}
