@@ -17,6 +17,7 @@ import { SpanStatusCode } from '@opentelemetry/api';
 import { EntryTracing, SPAN_NAMES, TRACE_ATTRIBUTES, traceHeadersOf } from './entry-tracing.ts';
 import { queueNatsMessages, type NatsOutboxRow } from './exception-records.ts';
 import { formatMoney, parseMoney } from './model/money.ts';
+import { PeriodicTask } from './periodic-task.ts';
 
 /** Invoice statuses after which the ERP changes nothing more; the poller stops asking. Mirrors the partial index of the migration. */
 export const FINAL_INVOICE_STATUSES = ['paid', 'void', 'cancelled'] as const;
@@ -350,35 +351,21 @@ export class InvoiceStatusPoller {
   readonly #orm: MikroORM;
   readonly #erp: Pick<InvoicingErpPort, 'getInvoice'>;
   readonly #options: Required<Omit<InvoiceStatusPollerOptions, 'onChange' | 'onError'>> & Pick<InvoiceStatusPollerOptions, 'onChange' | 'onError'>;
-  #timer: NodeJS.Timeout | null = null;
-  #running: Promise<unknown> = Promise.resolve();
-  #stopped = true;
+  readonly #task: PeriodicTask;
 
   constructor(orm: MikroORM, erp: Pick<InvoicingErpPort, 'getInvoice'>, options: InvoiceStatusPollerOptions = {}) {
     this.#orm = orm;
     this.#erp = erp;
     this.#options = { intervalMs: 60_000, batchSize: 100, ...options };
+    this.#task = new PeriodicTask(() => this.pollOnce(), this.#options.intervalMs, (err) => this.#options.onError?.(err));
   }
 
   start(): void {
-    if (!this.#stopped) return;
-    this.#stopped = false;
-    this.#schedule();
+    this.#task.start();
   }
 
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
-    await this.#running;
-  }
-
-  #schedule(): void {
-    if (this.#stopped) return;
-    this.#timer = setTimeout(() => {
-      this.#running = this.pollOnce().catch((err: unknown) => this.#options.onError?.(err)).finally(() => this.#schedule());
-    }, this.#options.intervalMs);
-    this.#timer.unref();
+  stop(): Promise<void> {
+    return this.#task.stop();
   }
 
   /** Asks the ERP about one batch of open invoices; returns how many changed status. */

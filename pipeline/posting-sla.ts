@@ -14,6 +14,7 @@
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { queueNatsMessages, type NatsOutboxRow } from './exception-records.ts';
 import { formatHours, parseHours } from './model/money.ts';
+import { PeriodicTask } from './periodic-task.ts';
 
 export interface PostingSlaOptions {
   /** How long approved time may take to post. */
@@ -90,14 +91,16 @@ export function postingSlaMessage(alert: AlertRow, status: 'firing' | 'cleared',
 export class PostingSlaMonitor {
   readonly #orm: MikroORM;
   readonly #options: Required<Omit<PostingSlaOptions, 'onChange' | 'onError'>> & Pick<PostingSlaOptions, 'onChange' | 'onError'>;
-  #timer: NodeJS.Timeout | null = null;
-  #running: Promise<unknown> = Promise.resolve();
-  #stopped = true;
+  readonly #task: PeriodicTask;
 
   constructor(orm: MikroORM, options: PostingSlaOptions) {
     if (!(options.slaMs > 0)) throw new RangeError(`posting SLA must be positive, got ${options.slaMs} ms`);
     this.#orm = orm;
     this.#options = { intervalMs: 30_000, sampleSize: 20, ...options };
+    this.#task = new PeriodicTask(async () => {
+      const result = await this.checkOnce();
+      if (result.raised.length > 0 || result.cleared.length > 0) this.#options.onChange?.(result);
+    }, this.#options.intervalMs, (err) => this.#options.onError?.(err));
   }
 
   get slaMinutes(): number {
@@ -105,27 +108,11 @@ export class PostingSlaMonitor {
   }
 
   start(): void {
-    if (!this.#stopped) return;
-    this.#stopped = false;
-    this.#schedule();
+    this.#task.start();
   }
 
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
-    await this.#running;
-  }
-
-  #schedule(): void {
-    if (this.#stopped) return;
-    this.#timer = setTimeout(() => {
-      this.#running = this.checkOnce()
-        .then((result) => { if (result.raised.length > 0 || result.cleared.length > 0) this.#options.onChange?.(result); })
-        .catch((err: unknown) => this.#options.onError?.(err))
-        .finally(() => this.#schedule());
-    }, this.#options.intervalMs);
-    this.#timer.unref();
+  stop(): Promise<void> {
+    return this.#task.stop();
   }
 
   /** Approved entries past the SLA and not posted, by region. */

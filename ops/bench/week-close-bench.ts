@@ -241,7 +241,9 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
   const timeMessages = week.messages.filter((m) => m.subject.startsWith('ingest.time.')).length;
   log(`billstream: ${week.messages.length} messages in the backlog (${timeMessages} time)`);
 
-  const child = spawn(process.execPath, ['ops/cli.ts', 'start'], {
+  // BILLSTREAM_BENCH_NODE_ARGS passes flags to the measured process (say --cpu-prof).
+  const nodeArgs = (process.env.BILLSTREAM_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, 'ops/cli.ts', 'start'], {
     env: {
       ...process.env, NATS_URL: s.nats.url, DATABASE_URL: s.databaseUrl, ERP_BASE_URL: s.sandbox.url, HTTP_PORT: '0', HTTP_HOST: '127.0.0.1',
       REFERENCE_GRACE_SECONDS: '5', OTEL_EXPORTER_OTLP_ENDPOINT: '',
