@@ -136,7 +136,11 @@ class EndedSpanCounter implements SpanProcessor {
 export function startTelemetry(options: TelemetryOptions = {}): Telemetry {
   if (!options.endpoint && !options.exporter) return OFF;
   const sampler = new ErrorsAndRetriesSampler(options.ratio ?? 1);
-  const exporter = options.exporter ?? new OTLPTraceExporter({ url: tracesUrl(options.endpoint as string) });
+  const batch = { ...defaultBatchConfig(), ...options.batch };
+  // A flush sends every queued batch at once: let the exporter take them all
+  // (its default of 30 in flight would drop the rest of a full queue).
+  const concurrencyLimit = Math.ceil((batch.maxQueueSize ?? 2_048) / (batch.maxExportBatchSize ?? 512)) + 2;
+  const exporter = options.exporter ?? new OTLPTraceExporter({ url: tracesUrl(options.endpoint as string), concurrencyLimit });
   const resource = resourceFromAttributes({
     [ATTR_SERVICE_NAME]: 'billstream',
     [ATTR_SERVICE_VERSION]: packageVersion(),
@@ -152,7 +156,7 @@ export function startTelemetry(options: TelemetryOptions = {}): Telemetry {
     resource, sampler,
     // An ERP post or an invoice links to every entry in it (ERP_BATCH_SIZE ≤ 1000).
     spanLimits: { linkCountLimit: 5_000 },
-    spanProcessors: [counter, new BatchSpanProcessor(exporter, { ...defaultBatchConfig(), ...options.batch })],
+    spanProcessors: [counter, new BatchSpanProcessor(exporter, batch)],
   });
   if (options.register) trace.setGlobalTracerProvider(provider);
   let down = false;

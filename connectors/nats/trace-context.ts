@@ -77,9 +77,21 @@ export function extractSpanContext(carrier: TraceCarrier | null | undefined): Sp
   return spanContext && isSpanContextValid(spanContext) ? spanContext : null;
 }
 
+// Every entry links to its assignment's stored traceparent: the few distinct
+// values are parsed once (bounded, dropped whole when full).
+const parsed = new Map<string, SpanContext | null>();
+const PARSED_LIMIT = 4_096;
+
 /** Parses one stored `traceparent` value (an outbox row's, an assignment's span_context). */
 export function spanContextOf(traceParent: string | null | undefined): SpanContext | null {
-  return traceParent ? extractSpanContext({ [TRACEPARENT_HEADER]: traceParent }) : null;
+  if (!traceParent) return null;
+  let context = parsed.get(traceParent);
+  if (context === undefined) {
+    context = extractSpanContext({ [TRACEPARENT_HEADER]: traceParent });
+    if (parsed.size >= PARSED_LIMIT) parsed.clear();
+    parsed.set(traceParent, context);
+  }
+  return context;
 }
 
 /** The `traceparent` value of a span context, or null when it is not valid. */

@@ -5,7 +5,7 @@
 //
 //   bench pipeline [--entries N] [--tracing off|on|both] [--rounds N] [--seed N]
 //     a generated week close (ops/demo/week-close.ts) through the pipeline, with
-//     tracing off and on (ratio 1.0, OTLP/HTTP protobuf to an in-process
+//     tracing off and on (ratio 1.0 unless --ratio, OTLP/HTTP protobuf to an in-process
 //     receiver that accepts and counts, so export costs what it costs), in the
 //     same run: entries decided and posted per second, and their ratio. A
 //     small unreported warm-up goes first and the modes swap order each round:
@@ -82,14 +82,16 @@ const SCENARIOS: Record<string, Scenario> = {
     },
   },
   pipeline: {
-    usage: 'pipeline [--entries N (20000)] [--tracing off|on|both (both)] [--rounds N (2)] [--seed N (2026)]',
+    usage: 'pipeline [--entries N (20000)] [--tracing off|on|both (both)] [--ratio R (1.0)] [--rounds N (2)] [--seed N (2026)]',
     run: (args, log) => {
-      const { values } = parseArgs({ args, options: { entries: { type: 'string' }, tracing: { type: 'string' }, rounds: { type: 'string' }, seed: { type: 'string' } } });
+      const { values } = parseArgs({ args, options: { entries: { type: 'string' }, tracing: { type: 'string' }, ratio: { type: 'string' }, rounds: { type: 'string' }, seed: { type: 'string' } } });
       const tracing = values.tracing ?? 'both';
       if (tracing !== 'off' && tracing !== 'on' && tracing !== 'both') throw new BenchOptionsError(`--tracing must be off, on or both, got '${tracing}'`);
+      const ratio = values.ratio === undefined ? 1 : Number(values.ratio);
+      if (!(ratio >= 0 && ratio <= 1)) throw new BenchOptionsError(`--ratio must be between 0 and 1, got '${values.ratio}'`);
       return pipelineTracingScenario({
         entries: positiveInt('--entries', values.entries, 20_000), rounds: positiveInt('--rounds', values.rounds, 2),
-        seed: positiveInt('--seed', values.seed, 2026), modes: tracing === 'both' ? ['off', 'on'] : [tracing],
+        seed: positiveInt('--seed', values.seed, 2026), modes: tracing === 'both' ? ['off', 'on'] : [tracing], ratio,
       }, log);
     },
   },
@@ -245,9 +247,9 @@ interface PipelineRun {
 /** How long the counts must stand still before the run counts as settled. */
 const QUIET_MS = 2_000;
 
-async function measurePipeline(tracing: 'off' | 'on', round: number, entries: number, seed: number, log: Log): Promise<PipelineRun> {
+async function measurePipeline(tracing: 'off' | 'on', round: number, entries: number, seed: number, ratio: number, log: Log): Promise<PipelineRun> {
   const receiver = tracing === 'on' ? await startOtlpReceiver() : null;
-  const telemetry = receiver ? startTelemetry({ endpoint: receiver.url, ratio: 1 }) : startTelemetry();
+  const telemetry = receiver ? startTelemetry({ endpoint: receiver.url, ratio }) : startTelemetry();
   try {
     // Never-arriving assignments stay waiting all run long (the grace is far
     // away): the measurement is what the pipeline decides, not how long it waits.
@@ -306,6 +308,8 @@ async function ledgerCounts(runtime: Runtime): Promise<{ decided: number; posted
 
 export interface PipelineTracingOptions {
   entries: number;
+  /** BILLSTREAM_TRACE_RATIO with tracing on. @default 1 */
+  ratio?: number;
   rounds: number;
   seed: number;
   modes: ('off' | 'on')[];
@@ -315,10 +319,11 @@ export interface PipelineTracingOptions {
 export async function pipelineTracingScenario(options: PipelineTracingOptions, log: Log): Promise<BenchReport> {
   const runs: PipelineRun[] = [];
   log('warm-up (not reported)');
-  await measurePipeline(options.modes[0] ?? 'off', 0, Math.min(2_000, options.entries), options.seed + 1, log);
+  const traceRatio = options.ratio ?? 1;
+  await measurePipeline(options.modes[0] ?? 'off', 0, Math.min(2_000, options.entries), options.seed + 1, traceRatio, log);
   for (let round = 1; round <= options.rounds; round++) {
     const order = round % 2 === 1 ? options.modes : [...options.modes].reverse();
-    for (const mode of order) runs.push(await measurePipeline(mode, round, options.entries, options.seed, log));
+    for (const mode of order) runs.push(await measurePipeline(mode, round, options.entries, options.seed, traceRatio, log));
   }
   const best = (mode: 'off' | 'on') => runs.filter((r) => r.tracing === mode).sort((a, b) => b.decidedPerSecond - a.decidedPerSecond)[0];
   const off = best('off');
@@ -333,7 +338,7 @@ export async function pipelineTracingScenario(options: PipelineTracingOptions, l
     '',
     row(['tracing', 'decided/s', 'posted/s', 'seconds', 'decided', 'posted', 'spans']),
     ...[off, on].filter((r): r is PipelineRun => r !== undefined).map((r) => row([
-      r.tracing === 'on' ? 'on (ratio 1.0)' : 'off', n(r.decidedPerSecond), n(r.postedPerSecond), r.seconds.toFixed(2), n(r.decided), n(r.posted),
+      r.tracing === 'on' ? `on (ratio ${(options.ratio ?? 1).toFixed(2)})` : 'off', n(r.decidedPerSecond), n(r.postedPerSecond), r.seconds.toFixed(2), n(r.decided), n(r.posted),
       r.spans ? `${n(r.spans.exported)}${r.spans.dropped ? ` (${n(r.spans.dropped)} dropped)` : ''}` : '-',
     ])),
   ];
@@ -347,7 +352,7 @@ export async function pipelineTracingScenario(options: PipelineTracingOptions, l
     json: {
       scenario: 'pipeline', date: new Date().toISOString(), entries: options.entries, seed: options.seed, rounds: options.rounds,
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, node: process.versions.node },
-      tracingOn: { ratio: 1, exporter: 'otlp-http-protobuf to an in-process receiver (counts spans)' },
+      tracingOn: { ratio: options.ratio ?? 1, exporter: 'otlp-http-protobuf to an in-process receiver (counts spans)' },
       best: { off: off ?? null, on: on ?? null },
       ratio, tracingCostPercent: costPercent, targetPercent: 15, withinTarget: costPercent === null ? null : costPercent < 15,
       runs,
