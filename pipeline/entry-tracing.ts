@@ -15,7 +15,7 @@
 //
 // With tracing off (no tracer) every method is a no-op and items carry no timings.
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
-import { extractSpanContext, spanContextOf, traceHeaders, traceParentOf } from '../connectors/nats/trace-context.ts';
+import { extractSpanContext, spanContextOf, traceHeaders, traceParentOf } from './model/trace-context.ts';
 import type { AssignmentRecord, FieldError } from './model/types.ts';
 import type { TimeItem } from './project-actor.ts';
 

@@ -2,7 +2,7 @@
 // the first filter against republished outbox rows) and the W3C trace context.
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { TRACEPARENT_HEADER, TRACESTATE_HEADER, extractTraceContext, injectTraceContext } from './trace-context.ts';
+import { TRACEPARENT_HEADER, TRACESTATE_HEADER, extractTraceContext, injectTraceContext } from '../../pipeline/model/trace-context.ts';
 
 export interface OutgoingMessage {
   subject: string;

@@ -10,7 +10,7 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import pg from 'pg';
 import { startErpSandbox } from '../../connectors/erp/sandbox.ts';
 import { STREAMS, ingestConsumerName } from '../../connectors/nats/topology.ts';
-import { extractTraceContext, injectTraceContext } from '../../connectors/nats/trace-context.ts';
+import { extractTraceContext, injectTraceContext } from '../../pipeline/model/trace-context.ts';
 import { REFERENCE_KINDS } from '../../pipeline/reference-store.ts';
 import { formatMoney, parseMoney } from '../../pipeline/model/money.ts';
 import { loadConfig } from '../config.ts';

@@ -5,6 +5,9 @@
 // global propagator (so it works the same with tracing off) and nothing of
 // NATS but "a header can be read / set", so plain header records (as the
 // outboxes store them), nats.js MsgHdrs and the pipeline's IncomingMessage all fit.
+// It lives in the model, beside the records it travels with, because both sides
+// use it: the pipeline reads it and the NATS connector writes it, and connectors
+// may import the model but not the pipeline (nor the pipeline the connectors).
 import { ROOT_CONTEXT, isSpanContextValid, trace, type Context, type SpanContext, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 
