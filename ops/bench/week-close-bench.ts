@@ -34,7 +34,8 @@ import { ReferenceView } from '../../pipeline/reference-view.ts';
 import { EntryRevision } from '../../pipeline/state/entities.ts';
 import { openLedger } from '../../pipeline/state/orm.ts';
 import { generateWeekClose, messagePayload, type IngestMessage, type WeekClose } from '../demo/week-close.ts';
-import { ensureNats, ensurePostgres, withDatabase, type EmbeddedService } from '../embedded/services.ts';
+import { publishBounded } from '../demo/publishing.ts';
+import { dropDatabase, ensureNats, ensurePostgres, recreateDatabase, withDatabase, type EmbeddedService } from '../embedded/services.ts';
 
 type Log = (line: string) => void;
 
@@ -68,28 +69,6 @@ interface Services {
   storeDir: string;
 }
 
-async function recreateDatabase(url: string): Promise<void> {
-  const database = decodeURIComponent(new URL(url).pathname.slice(1));
-  const admin = new pg.Client({ connectionString: withDatabase(url, 'postgres') });
-  await admin.connect();
-  try {
-    await admin.query(`drop database if exists "${database}" with (force)`);
-    await admin.query(`create database "${database}"`);
-  } finally {
-    await admin.end();
-  }
-}
-
-async function dropDatabase(url: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: withDatabase(url, 'postgres') });
-  await admin.connect();
-  try {
-    await admin.query(`drop database if exists "${decodeURIComponent(new URL(url).pathname.slice(1))}" with (force)`);
-  } finally {
-    await admin.end();
-  }
-}
-
 async function startServices(log: Log): Promise<Services> {
   const storeDir = await mkdtemp(join(tmpdir(), 'billstream-bench-'));
   const nats = await ensureNats({ url: '', dataDir: storeDir, log: () => {} });
@@ -115,18 +94,8 @@ async function stopServices(s: Services): Promise<void> {
 const encoder = new TextEncoder();
 
 /** Publishes with a bounded window of outstanding acks, like a busy producer. */
-async function publishMessages(js: JetStreamClient, messages: Iterable<{ subject: string; data: Uint8Array; msgId?: string }>): Promise<number> {
-  const inFlight = new Set<Promise<unknown>>();
-  let count = 0;
-  for (const m of messages) {
-    const p = js.publish(m.subject, m.data, { msgID: m.msgId, headers: natsHeaders() });
-    inFlight.add(p);
-    void p.finally(() => inFlight.delete(p));
-    count++;
-    if (inFlight.size >= 1024) await Promise.race(inFlight);
-  }
-  await Promise.all(inFlight);
-  return count;
+function publishMessages(js: JetStreamClient, messages: Iterable<{ subject: string; data: Uint8Array; msgId?: string }>): Promise<number> {
+  return publishBounded(messages, (m) => js.publish(m.subject, m.data, { msgID: m.msgId, headers: natsHeaders() }), 1024);
 }
 
 function* asPublished(messages: readonly IngestMessage[], rewriteId?: (id: string) => string): Generator<{ subject: string; data: Uint8Array; msgId?: string }> {

@@ -19,15 +19,12 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import pg from 'pg';
 import { startErpSandbox } from '../../connectors/erp/sandbox.ts';
-import { STREAMS, ingestConsumerName } from '../../connectors/nats/topology.ts';
-import { REFERENCE_KINDS } from '../../pipeline/reference-store.ts';
 import { loadConfig } from '../config.ts';
 import { generateWeekClose, messagePayload, type IngestMessage } from '../demo/week-close.ts';
-import { ensureNats, ensurePostgres, withDatabase } from '../embedded/services.ts';
+import { publishBounded, referenceCaughtUp } from '../demo/publishing.ts';
+import { ensureNats, ensurePostgres, recreateDatabase, withDatabase } from '../embedded/services.ts';
 import { weekCloseBench, weekCloseChart } from '../bench/week-close-bench.ts';
 import { startOtlpReceiver } from '../otlp-receiver.ts';
 import { startRuntime, type Runtime } from '../runtime.ts';
@@ -192,42 +189,10 @@ export async function withPrivateBillstream<T>(
   }
 }
 
-async function recreateDatabase(url: string): Promise<void> {
-  const database = decodeURIComponent(new URL(url).pathname.slice(1));
-  const admin = new pg.Client({ connectionString: withDatabase(url, 'postgres') });
-  await admin.connect();
-  try {
-    await admin.query(`drop database if exists "${database}" with (force)`);
-    await admin.query(`create database "${database}"`);
-  } finally {
-    await admin.end();
-  }
-}
-
 /** Publishes with at most 512 acks outstanding, like a busy producer; untraced, as an outside producer would be. */
 async function publishAllMessages(runtime: Runtime, messages: readonly IngestMessage[]): Promise<void> {
   const encoder = new TextEncoder();
-  const inFlight = new Set<Promise<unknown>>();
-  for (const message of messages) {
-    const p = runtime.js.publish(message.subject, encoder.encode(messagePayload(message)), { msgID: message.msgId, headers: natsHeaders() });
-    inFlight.add(p);
-    void p.finally(() => inFlight.delete(p));
-    if (inFlight.size >= 512) await Promise.race(inFlight);
-  }
-  await Promise.all(inFlight);
-}
-
-async function referenceCaughtUp(runtime: Runtime): Promise<void> {
-  const jsm = await jetstreamManager(runtime.nc);
-  for (;;) {
-    let behind = 0;
-    for (const kind of REFERENCE_KINDS) {
-      const info = await jsm.consumers.info(STREAMS.ingest, ingestConsumerName(kind));
-      behind += info.num_pending + info.num_ack_pending;
-    }
-    if (behind === 0) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await publishBounded(messages, (message) => runtime.js.publish(message.subject, encoder.encode(messagePayload(message)), { msgID: message.msgId, headers: natsHeaders() }));
 }
 
 // ---------------------------------------------------------------------------
@@ -257,7 +222,7 @@ async function measurePipeline(tracing: 'off' | 'on', round: number, entries: nu
       const week = generateWeekClose({ entries, seed });
       const firstTime = week.messages.findIndex((m) => m.subject.startsWith('ingest.time.'));
       await publishAllMessages(runtime, week.messages.slice(0, firstTime));
-      await referenceCaughtUp(runtime);
+      await referenceCaughtUp(runtime.nc);
       log(`tracing ${tracing}, round ${round}: reference data loaded; publishing ${week.messages.length - firstTime} messages`);
 
       const startedAt = performance.now();

@@ -7,15 +7,14 @@ import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import pg from 'pg';
 import { startErpSandbox } from '../../connectors/erp/sandbox.ts';
-import { STREAMS, ingestConsumerName } from '../../connectors/nats/topology.ts';
+import { STREAMS } from '../../connectors/nats/topology.ts';
 import { extractTraceContext, injectTraceContext } from '../../pipeline/model/trace-context.ts';
-import { REFERENCE_KINDS } from '../../pipeline/reference-store.ts';
 import { formatMoney, parseMoney } from '../../pipeline/model/money.ts';
 import { loadConfig } from '../config.ts';
 import { expectedOutcome, generateWeekClose, messagePayload, type ExpectedOutcome } from '../demo/week-close.ts';
-import { ensureNats, ensurePostgres, withDatabase } from '../embedded/services.ts';
+import { publishBounded, referenceCaughtUp } from '../demo/publishing.ts';
+import { ensureNats, ensurePostgres, recreateDatabase, withDatabase } from '../embedded/services.ts';
 import { reconcileWithErp, type ReconciliationReport } from '../reconciliation.ts';
 import { startRuntime, type Runtime } from '../runtime.ts';
 
@@ -77,7 +76,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const firstTime = week.messages.findIndex((m) => m.subject.startsWith('ingest.time.'));
     const onProgress = (published: number) => progress(runtime as Runtime, published, week.messages.length, startedAt);
     await publishWeek(runtime, week.messages.slice(0, firstTime), onProgress);
-    await referenceCaughtUp(runtime);
+    await referenceCaughtUp(runtime.nc, 100);
     await publishWeek(runtime, week.messages.slice(firstTime), (published) => onProgress(firstTime + published));
     await waitUntilSettled(runtime, startedAt, week.messages.length);
     const seconds = (Date.now() - startedAt) / 1000;
@@ -98,18 +97,6 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   return exitCode;
 }
 
-async function recreateDatabase(url: string): Promise<void> {
-  const database = decodeURIComponent(new URL(url).pathname.slice(1));
-  const admin = new pg.Client({ connectionString: withDatabase(url, 'postgres') });
-  await admin.connect();
-  try {
-    await admin.query(`drop database if exists "${database}" with (force)`);
-    await admin.query(`create database "${database}"`);
-  } finally {
-    await admin.end();
-  }
-}
-
 /** The demo starts from empty streams; on a broker you pointed it at, that means billstream's own streams. */
 async function resetStreams(url: string): Promise<void> {
   const { connect } = await import('@nats-io/transport-node');
@@ -124,37 +111,16 @@ async function resetStreams(url: string): Promise<void> {
 
 async function publishWeek(runtime: Runtime, messages: ReturnType<typeof generateWeekClose>['messages'], onProgress: (published: number) => void): Promise<void> {
   const encoder = new TextEncoder();
-  let published = 0;
   let lastReport = 0;
-  const inFlight = new Set<Promise<unknown>>();
-  for (const message of messages) {
+  const published = await publishBounded(messages, (message) => {
     const h = natsHeaders();
     // Each record starts its own trace (an `ingest` span), as the HTTP ingest route's do.
     const span = runtime.tracing.startIngest(message.subject, message.record);
     injectTraceContext(h, extractTraceContext(span.headers));
-    const p = runtime.js.publish(message.subject, encoder.encode(messagePayload(message)), { msgID: message.msgId, headers: h })
-      .then(() => { published++; span.end(); }, (err: unknown) => { span.end(err); throw err; });
-    inFlight.add(p);
-    void p.finally(() => inFlight.delete(p));
-    if (inFlight.size >= 512) await Promise.race(inFlight);
-    if (Date.now() - lastReport > 1000) { lastReport = Date.now(); onProgress(published); }
-  }
-  await Promise.all(inFlight);
+    return runtime.js.publish(message.subject, encoder.encode(messagePayload(message)), { msgID: message.msgId, headers: h })
+      .then(() => { span.end(); }, (err: unknown) => { span.end(err); throw err; });
+  }, 512, (count) => { if (Date.now() - lastReport > 1000) { lastReport = Date.now(); onProgress(count); } });
   onProgress(published);
-}
-
-/** The reference consumers have applied everything published to them so far. */
-async function referenceCaughtUp(runtime: Runtime): Promise<void> {
-  const jsm = await jetstreamManager(runtime.nc);
-  for (;;) {
-    let behind = 0;
-    for (const kind of REFERENCE_KINDS) {
-      const info = await jsm.consumers.info(STREAMS.ingest, ingestConsumerName(kind));
-      behind += info.num_pending + info.num_ack_pending;
-    }
-    if (behind === 0) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 interface LedgerCounts { decided: number; waiting: number; pendingErp: number; pendingNats: number; posted: number }

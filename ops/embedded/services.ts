@@ -605,3 +605,25 @@ function redact(url: string): string {
     return url;
   }
 }
+
+/** Drops and creates again the database `url` names (the demo's and the bench's own databases only). */
+export async function recreateDatabase(url: string): Promise<void> {
+  await dropDatabase(url);
+  const admin = new pg.Client({ connectionString: withDatabase(url, 'postgres') });
+  await admin.connect();
+  try {
+    await admin.query(`create database "${decodeURIComponent(new URL(url).pathname.slice(1))}"`);
+  } finally {
+    await admin.end();
+  }
+}
+
+export async function dropDatabase(url: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: withDatabase(url, 'postgres') });
+  await admin.connect();
+  try {
+    await admin.query(`drop database if exists "${decodeURIComponent(new URL(url).pathname.slice(1))}" with (force)`);
+  } finally {
+    await admin.end();
+  }
+}
