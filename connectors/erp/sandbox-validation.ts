@@ -1,7 +1,7 @@
 // What the sandbox checks before a posting may touch its books, as pure
 // functions: the shape of each line and its money (integer cents, never floats).
 import { ERP_TRANSACTION_KINDS } from './types.ts';
-import type { ErpLineError, ErpLineErrorCode, ErpTransactionKind } from './types.ts';
+import type { ErpDocument, ErpLineError, ErpLineErrorCode, ErpTransactionKind } from './types.ts';
 
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 // externalIds are the caller's keys (e.g. `charge:E-17:2`); any visible ASCII is allowed.
@@ -51,24 +51,8 @@ export function isId(value: unknown): value is string {
   return typeof value === 'string' && ID.test(value);
 }
 
-/** A posted line that passed every check, ready for the books. */
-export interface ValidLine {
-  externalId: string;
-  kind: ErpTransactionKind;
-  entryId: string | null;
-  milestoneId: string | null;
-  revision: number;
-  projectId: string;
-  customerId: string;
-  consultantId: string | null;
-  role: string | null;
-  workDate: string | null;
-  hours: string | null;
-  rate: string | null;
-  amount: string;
-  currency: string;
-  legalEntity: string;
-}
+/** A posted line that passed every check, ready for the books: a document before the ERP numbers it. */
+export type ValidLine = Omit<ErpDocument, 'documentId' | 'invoiceId' | 'createdAt'>;
 
 export type PostingValidation =
   | { ok: true; lines: ValidLine[] }
