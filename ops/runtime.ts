@@ -72,7 +72,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
   const tracing = new EntryTracing(telemetry.tracer);
   const nc = await connectNats({ url: config.NATS_URL });
   const jsm = await jetstreamManager(nc);
-  await ensureTopology(jsm, RECORD_KINDS, { maxAckPending: config.BILLSTREAM_MAX_ACK_PENDING, ackWaitMs: config.BILLSTREAM_ACK_WAIT_SECONDS * 1000 });
+  await ensureTopology(jsm, RECORD_KINDS, { maxAckPending: config.BILLSTREAM_MAX_ACK_PENDING, ackWaitMs: config.BILLSTREAM_ACK_WAIT_SECONDS * 1000, onWarning: log });
   const js = jetstream(nc);
 
   const orm = await openLedger({ databaseUrl: config.DATABASE_URL, poolSize: config.BILLSTREAM_MAX_CONCURRENT_PROJECTS + 6 });

@@ -27,8 +27,13 @@ export const STREAMS = {
 } as const;
 
 export interface TopologyOptions {
-  /** Per-stream byte limit; old messages are discarded past it (ingest is bounded by acks instead). @default 8 GiB */
+  /**
+   * Per-stream byte limit; past it the oldest messages are discarded, so size it
+   * well above the deepest backlog the ingest stream must hold. @default 8 GiB
+   */
   maxBytesPerStream?: number;
+  /** Told when the server cannot reserve the byte limits and streams fall back to no byte limit. */
+  onWarning?: (message: string) => void;
   /** Broker-side duplicate window for `Nats-Msg-Id`: the first filter, PostgreSQL is the final one. @default 2 minutes */
   duplicateWindowMs?: number;
   /** How long a delivered message may stay unacked before redelivery. @default 60 s */
@@ -37,11 +42,11 @@ export interface TopologyOptions {
   maxAckPending?: number;
 }
 
-export function defaultTopologyOptions(): Required<TopologyOptions> {
+export function defaultTopologyOptions(): Required<Omit<TopologyOptions, 'onWarning'>> {
   return { maxBytesPerStream: 8 * 1024 ** 3, duplicateWindowMs: 120_000, ackWaitMs: 60_000, maxAckPending: 4000 };
 }
 
-function streamConfigs(options: Required<TopologyOptions>): Partial<StreamConfig>[] {
+function streamConfigs(options: Required<Omit<TopologyOptions, 'onWarning'>>): Partial<StreamConfig>[] {
   const common = {
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
@@ -92,7 +97,7 @@ export async function ensureConsumer(
   }
 }
 
-function consumerConfig(options: Required<TopologyOptions>): Partial<ConsumerConfig> {
+function consumerConfig(options: Required<Omit<TopologyOptions, 'onWarning'>>): Partial<ConsumerConfig> {
   return {
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
@@ -110,19 +115,34 @@ function consumerConfig(options: Required<TopologyOptions>): Partial<ConsumerCon
 export async function ensureTopology(jsm: JetStreamManager, kinds: readonly string[], overrides: TopologyOptions = {}): Promise<void> {
   const options = { ...defaultTopologyOptions(), ...overrides };
   for (const config of streamConfigs(options)) {
-    const name = config.name as string;
     try {
-      await jsm.streams.info(name);
-      await jsm.streams.update(name, config);
+      await ensureStream(jsm, config);
     } catch (err) {
-      if (!isNotFound(err)) throw err;
-      await jsm.streams.add({ ...config, name });
+      // A server whose disk cannot reserve every byte limit (JetStream reserves
+      // max_bytes up front) still gets billstream's streams, without the limit.
+      if (!/insufficient storage/i.test(errorMessage(err))) throw err;
+      overrides.onWarning?.(`stream ${config.name}: the server cannot reserve ${options.maxBytesPerStream} bytes; created without a byte limit`);
+      await ensureStream(jsm, { ...config, max_bytes: -1 });
     }
   }
   for (const kind of kinds) await ensureConsumer(jsm, STREAMS.ingest, ingestConsumerName(kind), `ingest.${kind}.>`, options);
 }
 
+async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>): Promise<void> {
+  const name = config.name as string;
+  try {
+    await jsm.streams.info(name);
+    await jsm.streams.update(name, config);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.streams.add({ ...config, name });
+  }
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 function isNotFound(err: unknown): boolean {
-  const message = err instanceof Error ? err.message : String(err);
-  return /not found/i.test(message);
+  return /not found/i.test(errorMessage(err));
 }
