@@ -1,31 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
 import type { ErpPostedLine } from '../../pipeline/erp-poster.ts';
-import { startNatsServer } from '../../test/support/nats-server.ts';
+import { connectToPrivateNats, type PrivateNats } from '../../test/support/nats-server.ts';
 import { KV_BUCKETS, openBucket } from '../kv-store.ts';
 import { startLegacyErpRouting } from './legacy-erp-connector.ts';
 import { putRoutingRules, routeLine } from './routing.ts';
 
-interface Setup extends AsyncDisposable {
-  nc: NatsConnection;
-  dir: string;
-}
-
-async function setup(): Promise<Setup> {
-  const nats = await startNatsServer();
-  const nc = await connect({ servers: nats.url });
-  const dir = await mkdtemp(join(tmpdir(), 'billstream-routing-'));
-  return {
-    nc, dir,
-    async [Symbol.asyncDispose]() {
-      await nc.close();
-      await nats[Symbol.asyncDispose]();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+function setup(): Promise<PrivateNats> {
+  return connectToPrivateNats('billstream-routing-');
 }
 
 /** The cloud ERP as the poster sees it: records every line it books, one document per externalId. */

@@ -1,31 +1,14 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
-import { startNatsServer } from '../../test/support/nats-server.ts';
+import { connectToPrivateNats, type PrivateNats } from '../../test/support/nats-server.ts';
 import { startConnector } from '../connector-spec.ts';
 import { putJson } from '../kv-store.ts';
 import { masterDataConnector } from './master-data-connector.ts';
 import { isTemplateVersionError, openTemplateBucket, TemplateRegistry, TemplateStore, templateKey } from './template-store.ts';
 
-interface Setup extends AsyncDisposable {
-  nc: NatsConnection;
-  dir: string;
-}
-
-async function setup(): Promise<Setup> {
-  const nats = await startNatsServer();
-  const nc = await connect({ servers: nats.url });
-  const dir = await mkdtemp(join(tmpdir(), 'billstream-templates-'));
-  return {
-    nc, dir,
-    async [Symbol.asyncDispose]() {
-      await nc.close();
-      await nats[Symbol.asyncDispose]();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+function setup(): Promise<PrivateNats> {
+  return connectToPrivateNats('billstream-templates-');
 }
 
 const consultants = (version: number, currency: string) => ({

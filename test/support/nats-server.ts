@@ -83,3 +83,25 @@ export async function startNatsServer(): Promise<TestNatsServer> {
     },
   };
 }
+
+export interface PrivateNats extends AsyncDisposable {
+  nc: import('@nats-io/transport-node').NatsConnection;
+  /** A temporary directory for the test's files, removed with the server. */
+  dir: string;
+}
+
+/** A private nats-server, a connection to it and a scratch directory, all gone on dispose. */
+export async function connectToPrivateNats(dirPrefix: string): Promise<PrivateNats> {
+  const { connect } = await import('@nats-io/transport-node');
+  const nats = await startNatsServer();
+  const nc = await connect({ servers: nats.url });
+  const dir = await mkdtemp(join(tmpdir(), dirPrefix));
+  return {
+    nc, dir,
+    async [Symbol.asyncDispose]() {
+      await nc.close();
+      await nats[Symbol.asyncDispose]();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
