@@ -6,6 +6,20 @@ import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65535);
 
+const regionWindow = z.strictObject({
+  maxCount: z.number().int().positive().max(20_000).optional(),
+  maxBytes: z.number().int().positive().optional(),
+  maxWaitMs: z.number().min(0).max(60_000).optional(),
+});
+const regionBatching = z.string().transform((text, ctx) => {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'must be a JSON object of regions, e.g. {"emea": {"maxCount": 200}}' });
+    return z.NEVER;
+  }
+}).pipe(z.record(z.string().regex(/^[a-z0-9]{2,16}$/, 'region keys must be regions of 2–16 characters of a-z or 0-9'), regionWindow));
+
 export const configSchema = z.object({
   NATS_URL: z.string().default('nats://127.0.0.1:4222').describe('NATS server URL(s), comma-separated'),
   DATABASE_URL: z.string().default('postgres://postgres@127.0.0.1:5432/billstream').describe('PostgreSQL connection URL of the billing ledger'),
@@ -18,14 +32,21 @@ export const configSchema = z.object({
   BILLSTREAM_TRACE_RATIO: z.coerce.number().min(0).max(1).default(1).describe('Share of entry traces kept (head sampling by traceId); traces with an exception, a retry or a wait for reference data are always kept'),
   REFERENCE_GRACE_SECONDS: z.coerce.number().min(0).default(300).describe('How long an entry waits for its project, assignment or rate before it becomes an exception'),
   INGEST_TOKEN: z.string().min(1).optional().describe('Bearer token required by POST /v1/ingest when set'),
-  BILLSTREAM_MAX_CONCURRENT_PROJECTS: z.coerce.number().int().positive().default(16).describe('Project actor turns that may run at once'),
-  BILLSTREAM_MAX_ACK_PENDING: z.coerce.number().int().positive().default(4000).describe('Unacked messages per ingest consumer: the in-flight bound'),
+  BILLSTREAM_BATCH_MAX_ENTRIES: z.coerce.number().int().positive().max(20_000).default(1000).describe('A region\'s batch (one transaction for all its projects\' actors) leaves at this many entries'),
+  BILLSTREAM_BATCH_MAX_BYTES: z.coerce.number().int().positive().default(1024 * 1024).describe('... or at this many bytes of message payload'),
+  BILLSTREAM_BATCH_MAX_WAIT_MS: z.coerce.number().min(0).max(60_000).default(20).describe('... or this many milliseconds after its first entry, whichever comes first'),
+  BILLSTREAM_REGION_BATCHING: regionBatching.default({}).describe('Per-region overrides of the three batch limits, as JSON: {"emea": {"maxCount": 200, "maxWaitMs": 5}}'),
+  BILLSTREAM_MAX_CONCURRENT_BATCHES: z.coerce.number().int().positive().default(4).describe('Regional batch transactions running at once (one region\'s batches never overlap)'),
+  BILLSTREAM_MAX_ACK_PENDING: z.coerce.number().int().positive().default(10_000).describe('Unacked messages per ingest consumer: the in-flight bound'),
+  BILLSTREAM_MAX_IN_FLIGHT_BYTES: z.coerce.number().int().positive().default(64 * 1024 * 1024).describe('Payload bytes of unacked messages per ingest consumer held in memory: past it the consumer stops pulling'),
+  ERP_MAX_PENDING: z.coerce.number().int().positive().default(20_000).describe('ERP outbox lines this instance lets wait for posting before its batches wait (backpressure from a slow or rate-limited ERP onto the consumer)'),
   BILLSTREAM_ACK_WAIT_SECONDS: z.coerce.number().positive().default(60).describe('How long a delivered ingest message may stay unacked before the broker redelivers it (a crashed instance\'s messages come back after this)'),
   ERP_POST_LEASE_SECONDS: z.coerce.number().positive().default(30).describe('How long a claimed ERP batch stays reserved for the instance posting it; a crashed instance\'s batches are posted by another after this (posting twice is harmless: the ERP keeps one document per externalId)'),
   BILLSTREAM_PARTITIONS: z.coerce.number().int().min(0).max(1024).default(0).describe('Cluster mode when > 0: projects hash into this many partitions, each owned by one instance at a time (keep it fixed for a deployment)'),
   BILLSTREAM_INSTANCE_ID: z.string().regex(/^[A-Za-z0-9_-]{1,48}$/).default(defaultInstanceId()).describe('This instance\'s id in cluster mode (leases and its own reference consumers are named by it)'),
   BILLSTREAM_LEASE_TTL_SECONDS: z.coerce.number().positive().default(15).describe('Partition lease lifetime without renewal: how soon a dead instance\'s partitions are taken over'),
-  ERP_BATCH_SIZE: z.coerce.number().int().positive().max(1000).default(200).describe('Transactions per ERP post'),
+  ERP_BATCH_SIZE: z.coerce.number().int().positive().max(1000).default(500).describe('Transactions per ERP post'),
+  ERP_POST_CONCURRENCY: z.coerce.number().int().positive().max(64).default(4).describe('ERP posts in flight at once'),
   OPS_TOKEN: z.string().min(1).optional().describe('Bearer token required by the ops server\'s actions (exception replay and dismiss, billing close) when set'),
   POSTING_SLA_MINUTES: z.coerce.number().positive().default(60).describe('Approved time not posted to the ERP within this many minutes raises a posting_sla alert (fractions allowed)'),
   POSTING_SLA_CHECK_SECONDS: z.coerce.number().positive().default(30).describe('How often the posting SLA is checked'),

@@ -211,7 +211,7 @@ export class BillstreamMetrics {
       em.execute<{ outbox: string; n: number; age: number | null }[]>(
         `select 'erp' as outbox, count(*)::int as n, extract(epoch from now() - min(created_at))::float8 as age from erp_outbox where status = 'pending'
          union all
-         select 'nats', count(*)::int, extract(epoch from now() - min(created_at))::float8 from nats_outbox`),
+         select 'nats', coalesce(sum(message_count), 0)::int, extract(epoch from now() - min(created_at))::float8 from nats_outbox_batch`),
       em.execute<{ code: string; status: string; n: number }[]>(`select code, status, count(*)::int as n from billing_exception group by code, status`),
       em.execute<{ status: string; n: number }[]>(`select status, count(*)::int as n from invoice group by status`),
       // The latest alert of every region that ever had one: a cleared region reads 0, not absent.

@@ -75,7 +75,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
   await ensureTopology(jsm, RECORD_KINDS, { maxAckPending: config.BILLSTREAM_MAX_ACK_PENDING, ackWaitMs: config.BILLSTREAM_ACK_WAIT_SECONDS * 1000, onWarning: log });
   const js = jetstream(nc);
 
-  const orm = await openLedger({ databaseUrl: config.DATABASE_URL, poolSize: config.BILLSTREAM_MAX_CONCURRENT_PROJECTS + 6 });
+  const orm = await openLedger({ databaseUrl: config.DATABASE_URL, poolSize: config.BILLSTREAM_MAX_CONCURRENT_BATCHES + 8 });
   const view = await loadReferenceView(orm.em.fork());
   // `actors` is read only at scrape time, long after it exists.
   const metrics = new BillstreamMetrics({ orm, activeActors: () => actors.activeActors(), consumers: () => jetStreamConsumerStats(jsm, [STREAMS.ingest]) });
@@ -100,13 +100,18 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
     orm,
     legacyErp?.port ?? cloudErp,
     (err) => (isErpRejected(err) ? err.errors.map((e) => ({ externalId: e.externalId ?? '', code: e.code, message: e.message })) : null),
-    { batchSize: config.ERP_BATCH_SIZE, leaseMs: config.ERP_POST_LEASE_SECONDS * 1000, onPosted: (lines) => { metrics.observePosted(lines.length); relay.wake(); }, onError: (err) => log(`erp poster: ${describe(err)}`), tracing },
+    { batchSize: config.ERP_BATCH_SIZE, leaseMs: config.ERP_POST_LEASE_SECONDS * 1000, concurrency: config.ERP_POST_CONCURRENCY, maxPending: config.ERP_MAX_PENDING, onPosted: (lines) => { metrics.observePosted(lines.length); relay.wake(); }, onError: (err) => log(`erp poster: ${describe(err)}`), tracing },
   );
   const actors = new ProjectActors(orm, { referenceGraceMs: config.REFERENCE_GRACE_SECONDS * 1000, tracing });
   const pipeline = new BillingPipeline(orm, view, actors, {
     referenceGraceMs: config.REFERENCE_GRACE_SECONDS * 1000,
-    maxConcurrentProjects: config.BILLSTREAM_MAX_CONCURRENT_PROJECTS,
-    onOutbox: () => { poster.wake(); relay.wake(); },
+    batching: {
+      maxCount: config.BILLSTREAM_BATCH_MAX_ENTRIES, maxBytes: config.BILLSTREAM_BATCH_MAX_BYTES, maxWaitMs: config.BILLSTREAM_BATCH_MAX_WAIT_MS,
+      regions: config.BILLSTREAM_REGION_BATCHING,
+    },
+    maxConcurrentBatches: config.BILLSTREAM_MAX_CONCURRENT_BATCHES,
+    onOutbox: (erpLines) => { poster.queued(erpLines); relay.wake(); },
+    admit: () => poster.admit(),
     onTurn: (result) => metrics.observeTurn(result),
     onError: (err, context) => log(`pipeline (${context}): ${describe(err)}`),
     tracing,

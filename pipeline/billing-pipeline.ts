@@ -3,7 +3,9 @@
 //   ingest.{consultant,project,assignment,ratecard}.>  → decode → batch → store (PG) → view → ack → release waiting entries
 //   ingest.time.>  → decode → quarantine invalid → dedupe → enrich ─┐
 //   released / swept waiting entries ────────────────→ enrich ─┤
-//   ingest.milestone.> → decode → quarantine invalid ──────────┴→ per-project actor turn (PG txn) → ack
+//   ingest.milestone.> → decode → quarantine invalid ──────────┴→ batch by region (count, bytes, time)
+//                                                                 → regional lane turn: every project's actor in the
+//                                                                   batch, one PG transaction → ack
 //                                                                     └→ ERP outbox → ErpPoster → ERP
 //                                                                     └→ NATS outbox → NatsRelay → enriched.*, exceptions.*, billing.posted.*
 //
@@ -13,6 +15,7 @@
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { EMPTY, Subject, concatMap, from, map, merge, mergeMap, share, takeUntil, type Observable, type Subscription } from 'rxjs';
 import { batchByCountOrTime } from '../operators/batchByCountOrTime.ts';
+import { batchByRegion } from '../operators/batchByRegion.ts';
 import { decodeWith } from '../operators/decodeWith.ts';
 import { dedupeByKey } from '../operators/dedupeByKey.ts';
 import { enrichWith } from '../operators/enrichWith.ts';
@@ -22,7 +25,7 @@ import { evaluateEntry } from './model/billing-rules.ts';
 import { decodeRecord, recordId } from './model/records.ts';
 import type { AssignmentRecord, FieldError, MilestoneRecord, RecordKind, TimeRecord } from './model/types.ts';
 import { addToCounters, exceptionRow, recordExceptions } from './exception-records.ts';
-import { ProjectActors, type ActorItem, type MilestoneItem, type Settlement, type TimeItem, type TurnResult } from './project-actor.ts';
+import { ProjectActors, type ActorItem, type BatchTurnResult, type MilestoneItem, type Settlement, type TimeItem, type TurnResult } from './project-actor.ts';
 import { REFERENCE_KINDS, affectedProjects, applyToView, storeReferences, type ReferenceItem, type ReferenceKind } from './reference-store.ts';
 import type { ReferenceView } from './reference-view.ts';
 import { EntryTracing, type EntryTiming } from './entry-tracing.ts';
@@ -49,18 +52,48 @@ export interface BillingPipelineOptions {
   referenceGraceMs: number;
   /** How often entries past their grace are swept into exceptions. @default min(5 s, grace / 2) */
   sweepIntervalMs?: number;
-  /** Projects whose turns may run at once. @default 16 */
-  maxConcurrentProjects?: number;
-  /** Items one turn takes from its mailbox. @default 500 */
-  maxTurnBatch?: number;
+  /**
+   * How entries are batched per region before their actors' turn: a region's
+   * batch leaves at `maxCount` items, at `maxBytes` of message payload, or
+   * `maxWaitMs` after its first item, whichever comes first; `regions` overrides
+   * any of the three for a region. @default { maxCount: 1000, maxBytes: 1 MiB, maxWaitMs: 20 }
+   */
+  batching?: RegionBatching;
+  /** Regional batch turns (transactions) running at once; batches of one region never run concurrently. @default 4 */
+  maxConcurrentBatches?: number;
+  /** Batches of a busy region that one turn may take together once its previous turn ends. @default 2 */
+  maxBatchesPerTurn?: number;
+  /**
+   * Awaited after a batch has committed, before its region's next turn: the ERP
+   * poster's admission, so a poster behind (a rate-limited or slow ERP) slows
+   * the consumer instead of letting the outbox grow without bound.
+   */
+  admit?: () => Promise<void>;
   /** Distinct (entryId, revision) keys the in-memory dedupe remembers. @default 200000 */
   dedupeCapacity?: number;
   onTurn?: (result: TurnResult) => void;
   onError?: (err: unknown, context: string) => void;
-  /** Called when a turn wrote ERP outbox rows (wakes the poster) or NATS outbox rows. */
-  onOutbox?: () => void;
+  /** Called when a turn wrote ERP outbox rows (`erpLines` of them: wakes the poster) or NATS outbox rows. */
+  onOutbox?: (erpLines: number) => void;
   /** Notes each stage's timing for the entry's trace. @default EntryTracing.off */
   tracing?: EntryTracing;
+}
+
+export interface RegionWindow { maxCount: number; maxBytes: number; maxWaitMs: number }
+export interface RegionBatching extends RegionWindow { regions?: Readonly<Record<string, Partial<RegionWindow>>> }
+
+export function defaultRegionBatching(): RegionBatching {
+  return { maxCount: 1000, maxBytes: 1024 * 1024, maxWaitMs: 20 };
+}
+
+/** The region whose lane an item's project is decided in: the project's own once known, else the subject's. */
+function laneOf(item: ActorItem): string {
+  return item.type === 'time' ? (item.snapshot.project?.region ?? item.region) : (item.project?.region ?? item.region);
+}
+
+/** What an item weighs in a batch: its message's payload, or an estimate for a released entry that has none. */
+function bytesOf(item: ActorItem): number {
+  return item.bytes ?? 512;
 }
 
 interface SubjectRoute { kind: RecordKind; region: string; key: string }
@@ -84,7 +117,7 @@ export class BillingPipeline {
   readonly #orm: MikroORM;
   readonly #view: ReferenceView;
   readonly #actors: ProjectActors;
-  readonly #options: Required<Omit<BillingPipelineOptions, 'onTurn' | 'onError' | 'onOutbox'>> & BillingPipelineOptions;
+  readonly #options: Required<Omit<BillingPipelineOptions, 'onTurn' | 'onError' | 'onOutbox' | 'admit'>> & BillingPipelineOptions;
   readonly #released = new Subject<TimeItem>();
   readonly #quarantine = new Subject<Quarantined>();
   readonly #stop = new Subject<void>();
@@ -98,8 +131,9 @@ export class BillingPipeline {
     this.#actors = actors;
     this.#options = {
       sweepIntervalMs: Math.max(200, Math.min(5_000, Math.floor(options.referenceGraceMs / 2))),
-      maxConcurrentProjects: 16,
-      maxTurnBatch: 500,
+      batching: defaultRegionBatching(),
+      maxConcurrentBatches: 4,
+      maxBatchesPerTurn: 2,
       dedupeCapacity: 200_000,
       tracing: EntryTracing.off,
       ...options,
@@ -130,7 +164,7 @@ export class BillingPipeline {
       map((m): TimeItem => ({
         type: 'time', entry: m.record, outcome: { kind: 'waiting', missing: 'project', code: 'unknown_project', reason: '' }, snapshot: {},
         region: m.region, receivedAt: m.message.publishedAt, traceParent: m.message.header('traceparent') ?? null,
-        traceId: traceIdOf(m.message.header('traceparent')), settle: m.message, timing: this.#options.tracing.deduped(m.timing),
+        traceId: traceIdOf(m.message.header('traceparent')), settle: m.message, bytes: m.message.data.length, timing: this.#options.tracing.deduped(m.timing),
       })),
     );
     const entries$ = merge(time$, this.#released.pipe(takeUntil(stop))).pipe(
@@ -148,13 +182,20 @@ export class BillingPipeline {
       tapRejected((d): d is Extract<typeof d, { ok: false }> => !d.ok, (d) => this.#quarantine.next(d.error)),
       map((d): MilestoneItem => ({
         type: 'milestone', milestone: d.value.record, project: this.#view.project(d.value.record.projectId), region: d.value.region,
-        receivedAt: d.value.message.publishedAt, traceParent: d.value.message.header('traceparent') ?? null, settle: d.value.message,
+        receivedAt: d.value.message.publishedAt, traceParent: d.value.message.header('traceparent') ?? null, settle: d.value.message, bytes: d.value.message.data.length,
       })),
     );
+    // Batches per region, each region on its own count, bytes and clock; the lanes
+    // take turns for the transaction slots (serialPerKey's line is first come,
+    // first served, and a busy region goes to its back after each turn), so a
+    // spike in one region never holds back another's batch. One region's batches
+    // run one at a time, which keeps each project's items in arrival order.
+    const { regions, ...window } = this.#options.batching;
     const turns$ = merge(entries$, milestones$).pipe(
-      serialPerKey((item: ActorItem) => (item.type === 'time' ? item.entry.projectId : item.milestone.projectId), (projectId, items) => this.#turn(projectId, items), {
-        maxConcurrentKeys: this.#options.maxConcurrentProjects,
-        maxBatch: this.#options.maxTurnBatch,
+      batchByRegion(laneOf, { ...window, sizeOf: bytesOf, ...(regions ? { regions } : {}) }),
+      serialPerKey((batch) => batch.region, (_region, batches) => this.#turn(batches.flatMap((b) => b.items)), {
+        maxConcurrentKeys: this.#options.maxConcurrentBatches,
+        maxBatch: this.#options.maxBatchesPerTurn,
       }),
     );
 
@@ -237,7 +278,7 @@ export class BillingPipeline {
         }), (row) => { const tp = traceParents.get(row.id); return tp ? { traceparent: tp } : null; });
       });
       for (const q of batch) q.message.ack();
-      this.#options.onOutbox?.();
+      this.#options.onOutbox?.(0);
     } catch (err) {
       for (const q of batch) q.message.nak(2_000);
       this.#options.onError?.(err, 'quarantine');
@@ -282,20 +323,22 @@ export class BillingPipeline {
     }
   }
 
-  async #turn(projectId: string, items: ActorItem[]): Promise<TurnResult | null> {
+  async #turn(items: ActorItem[]): Promise<BatchTurnResult | null> {
+    let result: BatchTurnResult;
     try {
-      const result = await this.#actors.turn(projectId, items);
-      this.#recheckWaiting(result, items);
-      if (result.outboxRows > 0 || result.decisions.length > 0) this.#options.onOutbox?.();
-      this.#options.onTurn?.(result);
-      return result;
+      result = await this.#actors.turnBatch(items);
     } catch (err) {
       // Nothing of the turn committed: every message comes back later. Released
       // entries have no message; they are still stored as waiting and the sweep finds them.
       for (const item of items) item.settle?.nak(2_000);
-      this.#options.onError?.(err, `turn of project ${projectId}`);
+      this.#options.onError?.(err, `batch turn of ${items.length} items`);
       return null;
     }
+    this.#recheckWaiting(result.turns, items);
+    if (result.outboxRows > 0 || result.turns.some((t) => t.decisions.length > 0)) this.#options.onOutbox?.(result.outboxRows);
+    for (const turn of result.turns) this.#options.onTurn?.(turn);
+    await this.#options.admit?.();
+    return result;
   }
 
   /**
@@ -305,8 +348,9 @@ export class BillingPipeline {
    * the commit sees the batch whenever the release did not see the entry, so no
    * entry waits for data that is already here.
    */
-  #recheckWaiting(result: TurnResult, items: readonly ActorItem[]): void {
-    const waiting = new Set(result.decisions.filter((d) => d.stage === 'waiting').map((d) => `${d.entryId}:${d.revision}`));
+  #recheckWaiting(turns: readonly TurnResult[], items: readonly ActorItem[]): void {
+    const waiting = new Set<string>();
+    for (const turn of turns) for (const d of turn.decisions) if (d.stage === 'waiting') waiting.add(`${d.entryId}:${d.revision}`);
     if (waiting.size === 0) return;
     for (const item of items) {
       if (item.type !== 'time' || !waiting.has(`${item.entry.entryId}:${item.entry.revision}`)) continue;

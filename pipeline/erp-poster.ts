@@ -29,8 +29,14 @@ export interface ErpPosterOptions {
    * per-externalId idempotency keeps one document. @default 30 s
    */
   leaseMs?: number;
-  /** Parallel posting loops. @default 2 */
+  /** Parallel posting loops. @default 4 */
   concurrency?: number;
+  /**
+   * Lines queued by this instance and not yet settled above which `admit()`
+   * waits: the actors' batches then stop committing, their messages stay
+   * unacked, and the consumer stops pulling. @default 20000
+   */
+  maxPending?: number;
   /** Sleep between polls when the outbox is empty (a wake() cuts it short). @default 500 ms */
   idleMs?: number;
   onPosted?: (lines: PostedOutboxRow[]) => void;
@@ -60,12 +66,15 @@ export class ErpPoster {
   #running = false;
   #loops: Promise<void>[] = [];
   #wakers = new Set<() => void>();
+  /** Lines queued by this instance's turns and not settled yet (posted or rejected). */
+  #pending = 0;
+  #admitted = new Set<() => void>();
 
   constructor(orm: MikroORM, erp: ErpPort, rejection: RejectionReader, options: ErpPosterOptions = {}) {
     this.#orm = orm;
     this.#erp = erp;
     this.#rejection = rejection;
-    this.#options = { batchSize: 200, leaseMs: 30_000, concurrency: 2, idleMs: 500, ...options };
+    this.#options = { batchSize: 200, leaseMs: 30_000, concurrency: 4, idleMs: 500, maxPending: 20_000, ...options };
     this.#tracing = options.tracing ?? EntryTracing.off;
   }
 
@@ -79,7 +88,35 @@ export class ErpPoster {
   async stop(): Promise<void> {
     this.#running = false;
     this.wake();
+    this.#admit();
     await Promise.all(this.#loops);
+  }
+
+  /** A turn committed `lines` outbox rows: they count against `maxPending` until posted. */
+  queued(lines: number): void {
+    this.#pending += lines;
+    if (lines > 0) this.wake();
+  }
+
+  /** Lines queued and not settled yet. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** Resolves once the lines waiting for this poster are at most `maxPending` (at once while stopped). */
+  admit(): Promise<void> {
+    if (!this.#running || this.#pending <= this.#options.maxPending) return Promise.resolve();
+    return new Promise((resolve) => this.#admitted.add(resolve));
+  }
+
+  #settled(lines: number): void {
+    this.#pending = Math.max(0, this.#pending - lines);
+    if (this.#pending <= this.#options.maxPending || !this.#running) this.#admit();
+  }
+
+  #admit(): void {
+    for (const resolve of this.#admitted) resolve();
+    this.#admitted.clear();
   }
 
   wake(): void {
@@ -109,7 +146,9 @@ export class ErpPoster {
     const em = this.#orm.em.fork() as EntityManager;
     const rows = await em.execute<ClaimedRow[]>(
       `update erp_outbox set next_attempt_at = now() + (? * interval '1 millisecond'), attempts = attempts + 1
-       where id in (select id from erp_outbox where status = 'pending' and next_attempt_at <= now() order by id limit ? for update skip locked)
+       where id in (select id from erp_outbox where status = 'pending' and next_attempt_at <= now()
+                    -- the partial index's order: ordered by id alone, every claim would sort the whole backlog
+                    order by next_attempt_at, id limit ? for update skip locked)
        returning id, external_id, project_id, region, transaction, trace_parent, attempts`,
       [this.#options.leaseMs, this.#options.batchSize]);
     if (rows.length === 0) return 0;
@@ -169,6 +208,7 @@ export class ErpPoster {
          where code = 'erp_rejected' and status = 'replayed' and record->>'externalId' in (select jsonb_array_elements_text(?::jsonb))`,
         [JSON.stringify(posted.map((p) => p.externalId))]);
     });
+    this.#settled(posted.length);
     this.#options.onPosted?.(posted);
     return posted.length;
   }
@@ -194,6 +234,7 @@ export class ErpPoster {
         });
       }));
     });
+    this.#settled(rejected.length);
     return rejected.length;
   }
 

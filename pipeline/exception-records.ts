@@ -105,21 +105,29 @@ function dedupeById(rows: readonly ExceptionRow[]): ExceptionRow[] {
   return [...new Map(rows.map((r) => [r.id, r])).values()];
 }
 
+/**
+ * Queues messages for the NATS relay inside the caller's transaction: one outbox
+ * row holds all of them (a thousand-entry batch writes one row, not a thousand),
+ * and the relay publishes them in order once the transaction has committed.
+ */
 export async function queueNatsMessages(em: EntityManager, rows: readonly NatsOutboxRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await em.execute(
-    `insert into nats_outbox (subject, msg_id, payload, headers)
-     select x.subject, x.msg_id, x.payload, x.headers from jsonb_to_recordset(?::jsonb) as x(subject text, msg_id text, payload jsonb, headers jsonb)`,
-    [JSON.stringify(rows)],
-  );
+  await em.execute(`insert into nats_outbox_batch (messages, message_count) values (?::jsonb, ?)`, [JSON.stringify(rows), rows.length]);
 }
 
+/**
+ * Adds to the pipeline's counters inside the caller's transaction. Each
+ * connection writes its own shard of a counter (the `pipeline_counter` view sums
+ * them): with one row per counter, every concurrent turn would wait on that
+ * row's lock until the turn before it committed.
+ */
 export async function addToCounters(em: EntityManager, deltas: Record<string, number>): Promise<void> {
   const rows = Object.entries(deltas).filter(([, v]) => v !== 0).map(([name, value]) => ({ name, value }));
   if (rows.length === 0) return;
   await em.execute(
-    `insert into pipeline_counter as t (name, value) select x.name, x.value from jsonb_to_recordset(?::jsonb) as x(name text, value bigint)
-     on conflict (name) do update set value = t.value + excluded.value`,
+    `insert into pipeline_counter_shard as t (name, shard, value)
+     select x.name, pg_backend_pid() % 64, x.value from jsonb_to_recordset(?::jsonb) as x(name text, value bigint)
+     on conflict (name, shard) do update set value = t.value + excluded.value`,
     [JSON.stringify(rows)],
   );
 }

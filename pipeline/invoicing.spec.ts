@@ -126,7 +126,7 @@ describe('InvoiceStatusPoller', () => {
     await posted(l, 'p-1', 'a:1:charge', 'charge', 10000, '2026-11-20');
     await posted(l, 'p-2', 'b:1:charge', 'charge', 20000, '2026-11-20');
     await new Invoicing(l.orm, erp).close('2026-11-30');
-    await l.sql(`delete from nats_outbox`);
+    await l.sql(`delete from nats_outbox_batch`);
     const changed: string[] = [];
     const poller = new InvoiceStatusPoller(l.orm, erp, { onChange: (invoice) => changed.push(`${invoice.invoiceId}:${invoice.status}`) });
 

@@ -1,13 +1,15 @@
 // Relays the NATS outbox: messages written in the same transaction as the state
 // they announce (enriched entries, exceptions, posted documents) are published
-// after commit, then deleted. A crash between publish and delete republishes
-// with the same Nats-Msg-Id, which the stream's duplicate window absorbs.
+// after commit, then deleted. Each outbox row holds every message of the
+// transaction that wrote it, published in order. A crash between publish and
+// delete republishes with the same Nats-Msg-Id, which the stream's duplicate
+// window absorbs.
 import type { MikroORM } from '@mikro-orm/postgresql';
 
 export interface OutboxMessage { subject: string; msgId: string; payload: unknown; headers: Record<string, string> | null }
 
 export interface NatsRelayOptions {
-  /** @default 500 */
+  /** Outbox rows (each a transaction's messages) taken per round. @default 8 */
   batchSize?: number;
   /** @default 200 ms */
   idleMs?: number;
@@ -25,7 +27,7 @@ export class NatsRelay {
   constructor(orm: MikroORM, publish: (messages: OutboxMessage[]) => Promise<unknown>, options: NatsRelayOptions = {}) {
     this.#orm = orm;
     this.#publish = publish;
-    this.#options = { batchSize: 500, idleMs: 200, ...options };
+    this.#options = { batchSize: 8, idleMs: 200, ...options };
   }
 
   start(): void {
@@ -61,20 +63,24 @@ export class NatsRelay {
     }
   }
 
-  /** Publishes one batch; returns how many messages went out. */
+  /** Publishes up to `batchSize` outbox rows; returns how many messages went out. */
   async relayOnce(): Promise<number> {
     return this.#orm.em.fork().transactional(async (em) => {
-      const rows = await em.execute<{ id: string; subject: string; msg_id: string; payload: unknown; headers: Record<string, string> | null }[]>(
-        `select id, subject, msg_id, payload, headers from nats_outbox order by id limit ? for update skip locked`, [this.#options.batchSize]);
+      const rows = await em.execute<{ id: string; messages: { subject: string; msg_id: string; payload: unknown; headers: Record<string, string> | null }[] }[]>(
+        `select id, messages from nats_outbox_batch order by id limit ? for update skip locked`, [this.#options.batchSize]);
       if (rows.length === 0) return 0;
-      await this.#publish(rows.map((r) => ({ subject: r.subject, msgId: r.msg_id, payload: r.payload, headers: r.headers })));
-      await em.execute(`delete from nats_outbox where id in (select jsonb_array_elements_text(?::jsonb)::bigint)`, [JSON.stringify(rows.map((r) => r.id))]);
-      return rows.length;
+      let relayed = 0;
+      for (const row of rows) {
+        await this.#publish(row.messages.map((m) => ({ subject: m.subject, msgId: m.msg_id, payload: m.payload, headers: m.headers })));
+        relayed += row.messages.length;
+      }
+      await em.execute(`delete from nats_outbox_batch where id in (select jsonb_array_elements_text(?::jsonb)::bigint)`, [JSON.stringify(rows.map((r) => r.id))]);
+      return relayed;
     });
   }
 
   async depth(): Promise<number> {
-    const [row] = await this.#orm.em.fork().execute<{ n: string }[]>(`select count(*) as n from nats_outbox`);
+    const [row] = await this.#orm.em.fork().execute<{ n: string }[]>(`select coalesce(sum(message_count), 0) as n from nats_outbox_batch`);
     return Number(row?.n ?? 0);
   }
 }

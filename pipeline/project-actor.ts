@@ -42,6 +42,8 @@ export interface TimeItem {
   /** When the stages before the actor ran (tracing on only): the turn makes their spans. */
   timing?: EntryTiming;
   settle?: Settlement;
+  /** Payload size of the message it came in (what it weighs in a batch). */
+  bytes?: number;
 }
 
 export interface MilestoneItem {
@@ -52,6 +54,7 @@ export interface MilestoneItem {
   receivedAt: Date;
   traceParent?: string | null;
   settle?: Settlement;
+  bytes?: number;
 }
 
 export type ActorItem = TimeItem | MilestoneItem;
@@ -87,16 +90,47 @@ export interface ProjectActorOptions {
   tracing?: EntryTracing;
 }
 
+/** An entry's billing position, as its entry_revision rows say it. */
 interface EntryBillingState {
-  latest_revision: number;
-  charged_revision: number | null;
-  charged_hours_hundredths: string;
-  charged_amount_minor: string;
-  charged_transaction: Record<string, string | number> | null;
+  /** Highest revision decided (not merely parked as waiting); null for a new entry. */
+  latestRevision: number | null;
+  chargedRevision: number | null;
+  chargedHours: bigint;
+  chargedAmountMinor: bigint;
+  /** The charged ERP line (its erp_outbox row), so a reversal negates exactly what was billed. */
+  chargedTransaction: Record<string, string | number> | null;
 }
+
+interface SeenRevision { stage: string; first_seen_at: string; amount_minor?: string | null }
 
 function emptyCounts(): TurnCounts {
   return { charged: 0, reversed: 0, nonBillable: 0, notChargeable: 0, held: 0, waiting: 0, exceptions: 0, duplicates: 0, stale: 0, milestones: 0, deferred: 0 };
+}
+
+function projectIdOf(item: ActorItem): string {
+  return item.type === 'time' ? item.entry.projectId : item.milestone.projectId;
+}
+
+/** Everything a batch turn writes, gathered across its projects and written set-based at the end. */
+class TurnWrites {
+  readonly revisions: Record<string, unknown>[] = [];
+  readonly reversedRevisions: { entry_id: string; revision: number }[] = [];
+  readonly erpOutbox: Record<string, unknown>[] = [];
+  readonly nats: NatsOutboxRow[] = [];
+  readonly exceptions: ExceptionRow[] = [];
+  readonly exceptionHeaders = new Map<string, Record<string, string>>();
+  readonly resolvedExceptionEntries: { entry_id: string; revision: number }[] = [];
+  readonly projectTotals: { project_id: string; charged_minor: string; reversed_minor: string; held_minor: string }[] = [];
+  duplicates = 0;
+  stale = 0;
+}
+
+/** What a batch turn leaves for after its commit. */
+export interface BatchTurnResult {
+  /** One per project in the batch, in the order the projects first appear in it. */
+  turns: TurnResult[];
+  /** ERP outbox rows written: the poster is woken when > 0. */
+  outboxRows: number;
 }
 
 export class ProjectActors {
@@ -118,16 +152,42 @@ export class ProjectActors {
 
   /** One turn of one project's actor; the caller guarantees turns of a project never overlap. */
   async turn(projectId: string, items: readonly ActorItem[]): Promise<TurnResult> {
-    this.#lastTurnAt.set(projectId, Date.now());
-    const turnTrace = (this.#options.tracing ?? EntryTracing.off).startTurn(projectId, items.length);
-    let result: { result: TurnResult; deferred: Set<ActorItem> };
+    const { turns } = await this.turnBatch(items.filter((item) => projectIdOf(item) === projectId));
+    return turns[0] ?? { projectId, counts: emptyCounts(), outboxRows: 0, decisions: [] };
+  }
+
+  /**
+   * One turn for every project with items in `items` (a regional batch), in ONE
+   * transaction: each project's items are decided in arrival order against its
+   * own state, exactly as its actor would alone, and everything is written with
+   * one statement per table. The caller guarantees that no two turns holding the
+   * same project overlap; the project_billing row locks (taken in project order,
+   * so two batches can never deadlock on them) make that hold even across
+   * instances during a lease handover. Messages are acked after the commit.
+   */
+  async turnBatch(items: readonly ActorItem[]): Promise<BatchTurnResult> {
+    const byProject = new Map<string, ActorItem[]>();
+    for (const item of items) {
+      const projectId = projectIdOf(item);
+      const mailbox = byProject.get(projectId);
+      if (mailbox) mailbox.push(item);
+      else byProject.set(projectId, [item]);
+    }
+    const now = Date.now();
+    const tracing = this.#options.tracing ?? EntryTracing.off;
+    const traces = new Map<string, TurnTrace>();
+    for (const [projectId, projectItems] of byProject) {
+      this.#lastTurnAt.set(projectId, now);
+      traces.set(projectId, tracing.startTurn(projectId, projectItems.length));
+    }
+    let result: { result: BatchTurnResult; deferred: Set<ActorItem> };
     try {
-      result = await this.#orm.em.fork().transactional((em) => this.#decide(em as EntityManager, projectId, items, turnTrace));
+      result = await this.#orm.em.fork().transactional((em) => this.#decideBatch(em as EntityManager, byProject, traces));
     } catch (err) {
-      turnTrace.fail(err);
+      for (const trace of traces.values()) trace.fail(err);
       throw err;
     }
-    turnTrace.end();
+    for (const trace of traces.values()) trace.end();
     for (const item of items) {
       if (result.deferred.has(item)) item.settle?.nak(5_000);
       else item.settle?.ack();
@@ -135,45 +195,86 @@ export class ProjectActors {
     return result.result;
   }
 
-  async #decide(em: EntityManager, projectId: string, items: readonly ActorItem[], turnTrace: TurnTrace): Promise<{ result: TurnResult; deferred: Set<ActorItem> }> {
+  async #decideBatch(em: EntityManager, byProject: ReadonlyMap<string, readonly ActorItem[]>, traces: ReadonlyMap<string, TurnTrace>): Promise<{ result: BatchTurnResult; deferred: Set<ActorItem> }> {
     const now = this.#options.now?.() ?? new Date();
+    const deferred = new Set<ActorItem>();
+    const projectIds = [...byProject.keys()].sort();
+
+    await em.execute(`insert into project_billing (project_id) select jsonb_array_elements_text(?::jsonb) on conflict do nothing`, [JSON.stringify(projectIds)]);
+    const totals = new Map<string, { charged_minor: string; reversed_minor: string; held_minor: string }>();
+    for (const row of await em.execute<{ project_id: string; charged_minor: string; reversed_minor: string; held_minor: string }[]>(
+      `select project_id, charged_minor, reversed_minor, held_minor from project_billing
+       where project_id in (select jsonb_array_elements_text(?::jsonb)) order by project_id for update`, [JSON.stringify(projectIds)])) {
+      totals.set(row.project_id, row);
+    }
+
+    const timeItems: TimeItem[] = [];
+    for (const projectItems of byProject.values()) for (const item of projectItems) if (item.type === 'time') timeItems.push(item);
+    const { entryStates, seenRevisions } = await this.#loadEntries(em, timeItems);
+
+    const writes = new TurnWrites();
+    const turns: TurnResult[] = [];
+    for (const [projectId, projectItems] of byProject) {
+      const trace = traces.get(projectId) as TurnTrace;
+      turns.push(await this.#decideProject(em, projectId, projectItems, totals.get(projectId), { entryStates, seenRevisions, writes, trace, now, deferred }));
+    }
+    await this.#write(em, writes);
+    return { result: { turns, outboxRows: writes.erpOutbox.length }, deferred };
+  }
+
+  /**
+   * Every revision already recorded of the batch's entries: the dedupe record of
+   * each (entryId, revision) and, derived from the same rows, each entry's
+   * billing position. The charged lines are read only for entries that a newer
+   * revision in this batch may reverse.
+   */
+  async #loadEntries(em: EntityManager, timeItems: readonly TimeItem[]): Promise<{ entryStates: Map<string, EntryBillingState>; seenRevisions: Map<string, SeenRevision> }> {
+    const entryStates = new Map<string, EntryBillingState>();
+    const seenRevisions = new Map<string, SeenRevision>();
+    if (timeItems.length === 0) return { entryStates, seenRevisions };
+    const entryIds = [...new Set(timeItems.map((i) => i.entry.entryId))];
+    const rows = await em.execute<{ entry_id: string; revision: number; stage: string; first_seen_at: string; amount_minor: string | null; hours_hundredths: string }[]>(
+      `select entry_id, revision, stage, first_seen_at, amount_minor, hours_hundredths from entry_revision
+       where entry_id in (select jsonb_array_elements_text(?::jsonb))`, [JSON.stringify(entryIds)]);
+    for (const row of rows) {
+      seenRevisions.set(`${row.entry_id}:${row.revision}`, row);
+      let state = entryStates.get(row.entry_id);
+      if (!state) entryStates.set(row.entry_id, (state = { latestRevision: null, chargedRevision: null, chargedHours: 0n, chargedAmountMinor: 0n, chargedTransaction: null }));
+      // A revision parked as waiting has not been decided: it does not move the entry's latest revision.
+      if (row.stage !== 'waiting' && (state.latestRevision === null || row.revision > state.latestRevision)) state.latestRevision = row.revision;
+      if (row.stage === 'charged') {
+        state.chargedRevision = row.revision;
+        state.chargedHours = BigInt(row.hours_hundredths);
+        state.chargedAmountMinor = BigInt(row.amount_minor ?? 0);
+      }
+    }
+    const reversible = new Set<string>();
+    for (const item of timeItems) {
+      const state = entryStates.get(item.entry.entryId);
+      if (state?.chargedRevision != null && state.chargedRevision !== item.entry.revision) reversible.add(`${item.entry.entryId}:${state.chargedRevision}:charge`);
+    }
+    if (reversible.size > 0) {
+      for (const row of await em.execute<{ entry_id: string; transaction: Record<string, string | number> }[]>(
+        `select entry_id, transaction from erp_outbox where external_id in (select jsonb_array_elements_text(?::jsonb))`, [JSON.stringify([...reversible])])) {
+        const state = entryStates.get(row.entry_id);
+        if (state) state.chargedTransaction = row.transaction;
+      }
+    }
+    return { entryStates, seenRevisions };
+  }
+
+  async #decideProject(
+    em: EntityManager, projectId: string, items: readonly ActorItem[], billing: { charged_minor: string; reversed_minor: string; held_minor: string } | undefined,
+    batch: { entryStates: Map<string, EntryBillingState>; seenRevisions: Map<string, SeenRevision>; writes: TurnWrites; trace: TurnTrace; now: Date; deferred: Set<ActorItem> },
+  ): Promise<TurnResult> {
+    const { entryStates, seenRevisions, writes, trace: turnTrace, now, deferred } = batch;
     const counts = emptyCounts();
     const decisions: TurnResult['decisions'] = [];
-    const deferred = new Set<ActorItem>();
-
-    await em.execute(`insert into project_billing (project_id) values (?) on conflict do nothing`, [projectId]);
-    const [billing] = await em.execute<{ charged_minor: string; reversed_minor: string; held_minor: string }[]>(
-      `select charged_minor, reversed_minor, held_minor from project_billing where project_id = ? for update`, [projectId]);
     let chargedMinor = BigInt(billing?.charged_minor ?? 0);
     let reversedMinor = BigInt(billing?.reversed_minor ?? 0);
     let heldMinor = BigInt(billing?.held_minor ?? 0);
-
-    const timeItems = items.filter((i): i is TimeItem => i.type === 'time');
-    const entryIds = [...new Set(timeItems.map((i) => i.entry.entryId))];
-    const entryStates = new Map<string, EntryBillingState>();
-    const seenRevisions = new Map<string, { stage: string; first_seen_at: string; amount_minor?: string | null }>();
-    if (entryIds.length > 0) {
-      for (const row of await em.execute<(EntryBillingState & { entry_id: string })[]>(
-        `select entry_id, latest_revision, charged_revision, charged_hours_hundredths, charged_amount_minor, charged_transaction
-         from entry_billing where entry_id in (select jsonb_array_elements_text(?::jsonb))`, [JSON.stringify(entryIds)])) {
-        entryStates.set(row.entry_id, row);
-      }
-      for (const row of await em.execute<{ entry_id: string; revision: number; stage: string; first_seen_at: string; amount_minor: string | null }[]>(
-        `select entry_id, revision, stage, first_seen_at, amount_minor from entry_revision
-         where (entry_id, revision) in (select x.entry_id, x.revision from jsonb_to_recordset(?::jsonb) as x(entry_id text, revision int))`,
-        [JSON.stringify(timeItems.map((i) => ({ entry_id: i.entry.entryId, revision: i.entry.revision })))])) {
-        seenRevisions.set(`${row.entry_id}:${row.revision}`, row);
-      }
-    }
-
-    const revisionRows: Record<string, unknown>[] = [];
-    const reversedRevisions: { entry_id: string; revision: number }[] = [];
-    const billingRows = new Map<string, Record<string, unknown>>();
-    const outboxRows: Record<string, unknown>[] = [];
-    const natsRows: NatsOutboxRow[] = [];
-    const exceptions: ExceptionRow[] = [];
-    const exceptionHeaders = new Map<string, Record<string, string>>();
-    const resolvedExceptionEntries: { entry_id: string; revision: number }[] = [];
+    const firstRevisionRow = writes.revisions.length;
+    const firstOutboxRow = writes.erpOutbox.length;
 
     const posted = () => chargedMinor - reversedMinor;
 
@@ -181,13 +282,13 @@ export class ProjectActors {
       if (item.type === 'milestone') {
         const outcome = await this.#decideMilestone(em, item, now, posted());
         if (outcome.kind === 'defer') { deferred.add(item); counts.deferred++; continue; }
-        if (outcome.kind === 'exception') { exceptions.push(outcome.exception); counts.exceptions++; continue; }
+        if (outcome.kind === 'exception') { writes.exceptions.push(outcome.exception); counts.exceptions++; continue; }
         if (outcome.kind === 'charge') {
-          outboxRows.push(outcome.outbox);
+          writes.erpOutbox.push(outcome.outbox);
           chargedMinor += outcome.amountMinor;
           counts.milestones++;
         } else if (outcome.kind === 'held') {
-          exceptions.push(outcome.exception);
+          writes.exceptions.push(outcome.exception);
           heldMinor += outcome.amountMinor;
           counts.held++;
         }
@@ -204,10 +305,10 @@ export class ProjectActors {
       const state = entryStates.get(entry.entryId);
       const plan = planRevision(
         {
-          chargedRevision: state?.charged_revision ?? null,
-          chargedHours: BigInt(state?.charged_hours_hundredths ?? 0),
-          chargedAmountMinor: BigInt(state?.charged_amount_minor ?? 0),
-          latestRevision: state?.latest_revision ?? null,
+          chargedRevision: state?.chargedRevision ?? null,
+          chargedHours: state?.chargedHours ?? 0n,
+          chargedAmountMinor: state?.chargedAmountMinor ?? 0n,
+          latestRevision: state?.latestRevision ?? null,
         },
         { revision: entry.revision, chargeable: false },
       );
@@ -224,7 +325,7 @@ export class ProjectActors {
       // A revision older than one already decided is stale: counted and ignored
       // (recorded once; a revision that was waiting is closed as stale).
       if (plan.stale) {
-        if (!seen || reopenable) revisionRows.push({ ...baseRow, stage: 'stale' });
+        if (!seen || reopenable) writes.revisions.push({ ...baseRow, stage: 'stale' });
         counts.stale++;
         decisions.push({ entryId: entry.entryId, revision: entry.revision, stage: 'stale' });
         continue;
@@ -240,7 +341,7 @@ export class ProjectActors {
       if (outcome.kind === 'waiting' && approved) {
         const waitedMs = now.getTime() - firstSeenAt.getTime();
         if (waitedMs < this.#options.referenceGraceMs) {
-          revisionRows.push({ ...baseRow, stage: 'waiting', waiting_for: outcome.missing });
+          writes.revisions.push({ ...baseRow, stage: 'waiting', waiting_for: outcome.missing });
           counts.waiting++;
           decisions.push({ entryId: entry.entryId, revision: entry.revision, stage: 'waiting', traceId: item.traceId });
           // A waiting revision does not move the entry's latest decided revision:
@@ -254,15 +355,15 @@ export class ProjectActors {
       }
 
       // Decided: this revision supersedes whatever was charged before it.
-      let current = state ?? { latest_revision: entry.revision, charged_revision: null, charged_hours_hundredths: '0', charged_amount_minor: '0', charged_transaction: null };
-      current = { ...current, latest_revision: Math.max(current.latest_revision, entry.revision) };
-      if (current.charged_revision !== null && current.charged_revision !== entry.revision && current.charged_transaction) {
-        const reversal = reversalOf(current.charged_transaction);
-        outboxRows.push(outboxRow(reversal, projectId, region, item.traceParent ?? null));
-        reversedMinor += BigInt(current.charged_amount_minor);
-        reversedRevisions.push({ entry_id: entry.entryId, revision: current.charged_revision });
+      let current: EntryBillingState = state ?? { latestRevision: entry.revision, chargedRevision: null, chargedHours: 0n, chargedAmountMinor: 0n, chargedTransaction: null };
+      current = { ...current, latestRevision: Math.max(current.latestRevision ?? entry.revision, entry.revision) };
+      if (current.chargedRevision !== null && current.chargedRevision !== entry.revision && current.chargedTransaction) {
+        const reversal = reversalOf(current.chargedTransaction);
+        writes.erpOutbox.push(outboxRow(reversal, projectId, region, item.traceParent ?? null));
+        reversedMinor += current.chargedAmountMinor;
+        writes.reversedRevisions.push({ entry_id: entry.entryId, revision: current.chargedRevision });
         counts.reversed++;
-        current = { ...current, charged_revision: null, charged_hours_hundredths: '0', charged_amount_minor: '0', charged_transaction: null };
+        current = { ...current, chargedRevision: null, chargedHours: 0n, chargedAmountMinor: 0n, chargedTransaction: null };
       }
 
       let stage: string;
@@ -272,8 +373,8 @@ export class ProjectActors {
         stage = 'exception';
         exceptionCode = failure.code;
         const row = exceptionRow({ code: failure.code, recordKind: 'time', recordId: entry.entryId, revision: entry.revision, projectId, region, message: failure.reason, record: entry });
-        exceptions.push(row);
-        if (item.traceParent) exceptionHeaders.set(row.id, { traceparent: item.traceParent });
+        writes.exceptions.push(row);
+        if (item.traceParent) writes.exceptionHeaders.set(row.id, { traceparent: item.traceParent });
         counts.exceptions++;
       } else if (enrichment && entry.status === 'approved' && enrichment.billable && enrichment.amountMinor !== null && project) {
         if (wouldExceedCap(project.notToExceed === undefined ? null : parseMoney(project.notToExceed), posted(), enrichment.amountMinor)) {
@@ -283,16 +384,16 @@ export class ProjectActors {
             code: 'cap_exceeded', recordKind: 'time', recordId: entry.entryId, revision: entry.revision, projectId, region, record: entry,
             message: `charging ${formatMoney(enrichment.amountMinor)} ${enrichment.currency} for entry ${entry.entryId} revision ${entry.revision} would take project ${projectId} past its notToExceed of ${project.notToExceed} (posted so far ${formatMoney(posted())})`,
           });
-          exceptions.push(row);
-          if (item.traceParent) exceptionHeaders.set(row.id, { traceparent: item.traceParent });
+          writes.exceptions.push(row);
+          if (item.traceParent) writes.exceptionHeaders.set(row.id, { traceparent: item.traceParent });
           heldMinor += enrichment.amountMinor;
           counts.held++;
         } else {
           stage = 'charged';
           const transaction = chargeOf(entry, project, enrichment, hours);
-          outboxRows.push(outboxRow(transaction, projectId, region, item.traceParent ?? null));
+          writes.erpOutbox.push(outboxRow(transaction, projectId, region, item.traceParent ?? null));
           chargedMinor += enrichment.amountMinor;
-          current = { ...current, charged_revision: entry.revision, charged_hours_hundredths: hours.toString(), charged_amount_minor: enrichment.amountMinor.toString(), charged_transaction: transaction };
+          current = { ...current, chargedRevision: entry.revision, chargedHours: hours, chargedAmountMinor: enrichment.amountMinor, chargedTransaction: transaction };
           counts.charged++;
         }
       } else if (enrichment && entry.status === 'approved') {
@@ -305,60 +406,56 @@ export class ProjectActors {
       // A re-decided held revision no longer holds its amount (held again, it was added back above).
       if (seen?.stage === 'held') heldMinor -= BigInt(seen.amount_minor ?? 0);
       if (seen?.stage === 'waiting' || seen?.stage === 'exception' || seen?.stage === 'held') {
-        if (stage !== 'exception' && stage !== 'held') resolvedExceptionEntries.push({ entry_id: entry.entryId, revision: entry.revision });
+        if (stage !== 'exception' && stage !== 'held') writes.resolvedExceptionEntries.push({ entry_id: entry.entryId, revision: entry.revision });
       }
 
-      revisionRows.push({
+      writes.revisions.push({
         ...baseRow, stage, waiting_for: null, exception_code: exceptionCode,
         billable: enrichment?.billable ?? null, role: enrichment?.role ?? null,
         rate_minor: enrichment?.rateMinor?.toString() ?? null, amount_minor: enrichment?.amountMinor?.toString() ?? null,
         currency: enrichment?.currency ?? project?.currency ?? null, enriched_at: enrichment ? now.toISOString() : null, decided_at: now.toISOString(),
       });
-      billingRows.set(entry.entryId, billingRow(entry, projectId, current, current.latest_revision));
       entryStates.set(entry.entryId, current);
-      seenRevisions.set(key, { stage, first_seen_at: firstSeenAt.toISOString() });
+      seenRevisions.set(key, { stage, first_seen_at: firstSeenAt.toISOString(), amount_minor: enrichment?.amountMinor?.toString() ?? null });
       decisions.push({ entryId: entry.entryId, revision: entry.revision, stage, traceId: item.traceId });
-      if (enrichment && project) natsRows.push(enrichedMessage(entry, project, enrichment, item, now));
+      if (enrichment && project) writes.nats.push(enrichedMessage(entry, project, enrichment, item, now));
     }
 
-    turnTrace.decided(revisionRows);
-    await writeRevisions(em, revisionRows);
-    if (reversedRevisions.length > 0) {
+    turnTrace.decided(writes.revisions.slice(firstRevisionRow));
+    writes.projectTotals.push({ project_id: projectId, charged_minor: chargedMinor.toString(), reversed_minor: reversedMinor.toString(), held_minor: heldMinor.toString() });
+    writes.duplicates += counts.duplicates;
+    writes.stale += counts.stale;
+    return { projectId, counts, outboxRows: writes.erpOutbox.length - firstOutboxRow, decisions };
+  }
+
+  /** One statement per table for the whole batch. */
+  async #write(em: EntityManager, writes: TurnWrites): Promise<void> {
+    await writeRevisions(em, writes.revisions);
+    if (writes.reversedRevisions.length > 0) {
       await em.execute(`update entry_revision e set stage = 'reversed' from jsonb_to_recordset(?::jsonb) as x(entry_id text, revision int)
-        where e.entry_id = x.entry_id and e.revision = x.revision`, [JSON.stringify(reversedRevisions)]);
+        where e.entry_id = x.entry_id and e.revision = x.revision`, [JSON.stringify(writes.reversedRevisions)]);
     }
-    if (billingRows.size > 0) {
-      await em.execute(
-        `insert into entry_billing as t (entry_id, project_id, latest_revision, charged_revision, charged_hours_hundredths, charged_amount_minor, charge_external_id, charged_transaction, updated_at)
-         select x.entry_id, x.project_id, x.latest_revision, x.charged_revision, x.charged_hours_hundredths, x.charged_amount_minor, x.charge_external_id, x.charged_transaction, now()
-         from jsonb_to_recordset(?::jsonb) as x(entry_id text, project_id text, latest_revision int, charged_revision int, charged_hours_hundredths bigint,
-           charged_amount_minor bigint, charge_external_id text, charged_transaction jsonb)
-         on conflict (entry_id) do update set latest_revision = greatest(t.latest_revision, excluded.latest_revision), charged_revision = excluded.charged_revision,
-           charged_hours_hundredths = excluded.charged_hours_hundredths, charged_amount_minor = excluded.charged_amount_minor,
-           charge_external_id = excluded.charge_external_id, charged_transaction = excluded.charged_transaction, updated_at = now()`,
-        [JSON.stringify([...billingRows.values()])]);
-    }
-    if (outboxRows.length > 0) {
+    if (writes.erpOutbox.length > 0) {
       await em.execute(
         `insert into erp_outbox (external_id, kind, project_id, region, entry_id, milestone_id, revision, work_date, hours_hundredths, amount_minor, currency, transaction, trace_parent)
          select x.external_id, x.kind, x.project_id, x.region, x.entry_id, x.milestone_id, x.revision, x.work_date, x.hours_hundredths, x.amount_minor, x.currency, x.transaction, x.trace_parent
          from jsonb_to_recordset(?::jsonb) as x(external_id text, kind text, project_id text, region text, entry_id text, milestone_id text, revision int,
            work_date date, hours_hundredths bigint, amount_minor bigint, currency text, transaction jsonb, trace_parent text)
          on conflict (external_id) do nothing`,
-        [JSON.stringify(outboxRows)]);
+        [JSON.stringify(writes.erpOutbox)]);
     }
-    if (resolvedExceptionEntries.length > 0) {
+    if (writes.resolvedExceptionEntries.length > 0) {
       await em.execute(`update billing_exception b set status = 'resolved', resolved_at = now(), resolved_by = 'pipeline'
         from jsonb_to_recordset(?::jsonb) as x(entry_id text, revision int)
-        where b.entry_id = x.entry_id and b.revision = x.revision and b.status in ('open', 'replayed')`, [JSON.stringify(resolvedExceptionEntries)]);
+        where b.entry_id = x.entry_id and b.revision = x.revision and b.status in ('open', 'replayed')`, [JSON.stringify(writes.resolvedExceptionEntries)]);
     }
-    await recordExceptions(em, exceptions, (row) => exceptionHeaders.get(row.id) ?? null);
-    await queueNatsMessages(em, natsRows);
-    await em.execute(`update project_billing set charged_minor = ?, reversed_minor = ?, held_minor = ?, turns = turns + 1, updated_at = now() where project_id = ?`,
-      [chargedMinor.toString(), reversedMinor.toString(), heldMinor.toString(), projectId]);
-    await addToCounters(em, { duplicates: counts.duplicates, stale: counts.stale });
-
-    return { result: { projectId, counts, outboxRows: outboxRows.length, decisions }, deferred };
+    await recordExceptions(em, writes.exceptions, (row) => writes.exceptionHeaders.get(row.id) ?? null);
+    await queueNatsMessages(em, writes.nats);
+    await em.execute(
+      `update project_billing p set charged_minor = x.charged_minor, reversed_minor = x.reversed_minor, held_minor = x.held_minor, turns = p.turns + 1, updated_at = now()
+       from jsonb_to_recordset(?::jsonb) as x(project_id text, charged_minor bigint, reversed_minor bigint, held_minor bigint) where p.project_id = x.project_id`,
+      [JSON.stringify(writes.projectTotals)]);
+    await addToCounters(em, { duplicates: writes.duplicates, stale: writes.stale });
   }
 
   async #decideMilestone(em: EntityManager, item: MilestoneItem, now: Date, postedMinor: bigint): Promise<
@@ -396,16 +493,6 @@ export class ProjectActors {
     };
     return { kind: 'charge', amountMinor, outbox: outboxRow(transaction, project.projectId, project.region, item.traceParent ?? null) };
   }
-}
-
-function billingRow(entry: TimeRecord, projectId: string, state: EntryBillingState | undefined, latestRevision: number): Record<string, unknown> {
-  return {
-    entry_id: entry.entryId, project_id: projectId, latest_revision: latestRevision,
-    charged_revision: state?.charged_revision ?? null, charged_hours_hundredths: state?.charged_hours_hundredths ?? '0',
-    charged_amount_minor: state?.charged_amount_minor ?? '0',
-    charge_external_id: state?.charged_transaction ? state.charged_transaction.externalId : null,
-    charged_transaction: state?.charged_transaction ?? null,
-  };
 }
 
 function chargeOf(entry: TimeRecord, project: ProjectRecord, enrichment: Extract<EnrichmentOutcome, { kind: 'enriched' }>, hours: bigint): Record<string, string | number> {

@@ -70,9 +70,14 @@ describe('connectors in a running billstream', () => {
     expect(legacy.find((l) => l.externalId === 'e-legacy:1:charge')).toMatchObject({ amount: '300.00', documentId: expect.stringMatching(/^legacy:/) });
     expect(cloud.map((d) => d.external_id)).not.toContain('e-legacy:1:charge');
     expect(legacy.map((l) => l.externalId)).not.toContain('e-cloud:1:charge');
-    // The ledger holds the legacy documentId, as it would the cloud ERP's.
-    const { rows } = await h.sql.query<{ document_id: string }>(`select document_id from erp_outbox where external_id = 'e-legacy:1:charge' and status = 'posted'`);
-    expect(rows[0]?.document_id).toBe(legacy.find((l) => l.externalId === 'e-legacy:1:charge')?.documentId);
+    // The ledger holds the legacy documentId, as it would the cloud ERP's. The batch
+    // file is written during the post, before the poster's transaction marks the row
+    // posted, so the ledger is read once that transaction has committed.
+    const posted = await h.waitFor(async () => {
+      const { rows } = await h.sql.query<{ document_id: string }>(`select document_id from erp_outbox where external_id = 'e-legacy:1:charge' and status = 'posted'`);
+      return rows[0];
+    }, 30_000, 'the legacy charge marked posted in the ledger');
+    expect(posted.document_id).toBe(legacy.find((l) => l.externalId === 'e-legacy:1:charge')?.documentId);
   });
 
   it('ingests a signed Harvest webhook through its template and charges it, and refuses a stale one', async () => {

@@ -131,7 +131,7 @@ async function ledgerCounts(runtime: Runtime): Promise<LedgerCounts> {
             (select count(*) from entry_revision where stage = 'waiting') as waiting,
             (select count(*) from erp_outbox where status = 'pending') as pending_erp,
             (select count(*) from erp_outbox where status = 'posted') as posted,
-            (select count(*) from nats_outbox) as pending_nats`);
+            (select coalesce(sum(message_count), 0) from nats_outbox_batch) as pending_nats`);
   return { decided: Number(row?.decided), waiting: Number(row?.waiting), pendingErp: Number(row?.pending_erp), pendingNats: Number(row?.pending_nats), posted: Number(row?.posted) };
 }
 

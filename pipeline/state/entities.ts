@@ -118,25 +118,6 @@ export const EntryRevisionSchema = defineEntity({
 export class EntryRevision extends EntryRevisionSchema.class {}
 EntryRevisionSchema.setClass(EntryRevision);
 
-export const EntryBillingSchema = defineEntity({
-  name: 'EntryBilling',
-  tableName: 'entry_billing',
-  properties: {
-    entryId: p.string().primary().columnType('text'),
-    projectId: p.string().columnType('text'),
-    latestRevision: p.integer(),
-    chargedRevision: p.integer().nullable(),
-    chargedHoursHundredths: p.bigint('bigint'),
-    chargedAmountMinor: p.bigint('bigint'),
-    chargeExternalId: p.string().columnType('text').nullable(),
-    /** The ERP line as charged, so its reversal negates exactly what was billed. */
-    chargedTransaction: p.json<Record<string, unknown>>().nullable(),
-    ...timestamps,
-  },
-});
-export class EntryBilling extends EntryBillingSchema.class {}
-EntryBillingSchema.setClass(EntryBilling);
-
 export const ProjectBillingSchema = defineEntity({
   name: 'ProjectBilling',
   tableName: 'project_billing',
@@ -201,20 +182,19 @@ export const ErpOutboxSchema = defineEntity({
 export class ErpOutbox extends ErpOutboxSchema.class {}
 ErpOutboxSchema.setClass(ErpOutbox);
 
-export const NatsOutboxSchema = defineEntity({
-  name: 'NatsOutbox',
-  tableName: 'nats_outbox',
+/** The NATS outbox: one row per transaction, its messages in order (see nats-relay.ts). */
+export const NatsOutboxBatchSchema = defineEntity({
+  name: 'NatsOutboxBatch',
+  tableName: 'nats_outbox_batch',
   properties: {
     id: p.bigint('string').primary(),
-    subject: p.string().columnType('text'),
-    msgId: p.string().columnType('text'),
-    payload: p.json<Record<string, unknown>>(),
-    headers: p.json<Record<string, string>>().nullable(),
+    messages: p.json<{ subject: string; msg_id: string; payload: unknown; headers: Record<string, string> | null }[]>(),
+    messageCount: p.integer(),
     createdAt: p.datetime().columnType('timestamptz'),
   },
 });
-export class NatsOutbox extends NatsOutboxSchema.class {}
-NatsOutboxSchema.setClass(NatsOutbox);
+export class NatsOutboxBatch extends NatsOutboxBatchSchema.class {}
+NatsOutboxBatchSchema.setClass(NatsOutboxBatch);
 
 export const BillingExceptionSchema = defineEntity({
   name: 'BillingException',
@@ -244,19 +224,21 @@ export const BillingExceptionSchema = defineEntity({
 export class BillingException extends BillingExceptionSchema.class {}
 BillingExceptionSchema.setClass(BillingException);
 
-export const PipelineCounterSchema = defineEntity({
-  name: 'PipelineCounter',
-  tableName: 'pipeline_counter',
+/** A counter's shard per connection; the `pipeline_counter` view sums the shards by name. */
+export const PipelineCounterShardSchema = defineEntity({
+  name: 'PipelineCounterShard',
+  tableName: 'pipeline_counter_shard',
   properties: {
     name: p.string().primary().columnType('text'),
+    shard: p.integer().primary(),
     value: p.bigint('bigint'),
   },
 });
-export class PipelineCounter extends PipelineCounterSchema.class {}
-PipelineCounterSchema.setClass(PipelineCounter);
+export class PipelineCounterShard extends PipelineCounterShardSchema.class {}
+PipelineCounterShardSchema.setClass(PipelineCounterShard);
 
 /** Every entity, listed explicitly: the ORM config names them, nothing is discovered. */
 export const ENTITIES = [
-  ConsultantSchema, ProjectSchema, AssignmentSchema, RatecardSchema, EntryRevisionSchema, EntryBillingSchema,
-  ProjectBillingSchema, MilestoneSchema, ErpOutboxSchema, NatsOutboxSchema, BillingExceptionSchema, PipelineCounterSchema,
+  ConsultantSchema, ProjectSchema, AssignmentSchema, RatecardSchema, EntryRevisionSchema,
+  ProjectBillingSchema, MilestoneSchema, ErpOutboxSchema, NatsOutboxBatchSchema, BillingExceptionSchema, PipelineCounterShardSchema,
 ];
