@@ -1,0 +1,45 @@
+// Where the machine's CPU goes during a measurement: CPU seconds of each
+// process group (billstream, nats-server, PostgreSQL's backends, the bench
+// itself, which also hosts the ERP sandbox), read from /proc. On two shared
+// cores the throughput is bounded by their sum; this says which part to cut.
+import { readFile, readdir } from 'node:fs/promises';
+
+export type CpuGroups = Record<string, number>;
+
+const TICKS_PER_SECOND = 100;
+
+async function processCpuSeconds(pid: number): Promise<{ seconds: number; command: string } | null> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    const command = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ');
+    return { seconds: ticks / TICKS_PER_SECOND, command };
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds so far of every process, grouped by `groupOf(pid, command)` (null leaves a process out). */
+export async function cpuByGroup(groupOf: (pid: number, command: string) => string | null): Promise<CpuGroups> {
+  const groups: CpuGroups = {};
+  const pids = (await readdir('/proc').catch(() => [])).filter((name) => /^\d+$/.test(name)).map(Number);
+  for (const pid of pids) {
+    const usage = await processCpuSeconds(pid);
+    if (!usage) continue;
+    const group = groupOf(pid, usage.command);
+    if (group) groups[group] = (groups[group] ?? 0) + usage.seconds;
+  }
+  return groups;
+}
+
+/**
+ * CPU seconds spent per group between two snapshots. A process that started in
+ * between counts in full, one that ended in between is lost (PostgreSQL backends
+ * live as long as their connection, so for a pool that is the whole run).
+ */
+export function cpuSpent(before: CpuGroups, after: CpuGroups): CpuGroups {
+  const spent: CpuGroups = {};
+  for (const [group, seconds] of Object.entries(after)) spent[group] = Math.max(0, seconds - (before[group] ?? 0));
+  return spent;
+}
