@@ -17,6 +17,7 @@ import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstrea
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { Subject, mergeMap, from, type Observable, type Subscription } from 'rxjs';
 import { fromJsMsg } from '../connectors/nats/incoming.ts';
+import type { InFlightBudget } from '../connectors/nats/in-flight-budget.ts';
 import { jetStreamSource } from '../connectors/nats/jetstream-source.ts';
 import type { LeaseStore } from '../connectors/nats/lease-store.ts';
 import { STREAMS, ensureConsumer, partitionConsumerName, routerConsumerName, type TopologyOptions } from '../connectors/nats/topology.ts';
@@ -27,6 +28,8 @@ export interface ClusterOptions {
   instanceId: string;
   partitions: number;
   topology?: TopologyOptions;
+  /** A fresh in-flight budget for each owned partition's consumer (count and bytes of unsettled messages). */
+  inFlight?: () => InFlightBudget;
   log?: (line: string) => void;
 }
 
@@ -124,7 +127,7 @@ export class PartitionedIntake {
     const durable = partitionConsumerName(partition);
     await ensureConsumer(this.#jsm, STREAMS.partitioned, durable, `part.${partition}.>`, this.#options.topology);
     const owned: OwnedPartition = { revision, inFlight: 0, subscription: null as unknown as Subscription };
-    owned.subscription = jetStreamSource(this.#js, { stream: STREAMS.partitioned, durable }).subscribe({
+    owned.subscription = jetStreamSource(this.#js, { stream: STREAMS.partitioned, durable, ...(this.#options.inFlight ? { inFlight: this.#options.inFlight() } : {}) }).subscribe({
       next: (msg) => {
         const incoming = this.#unwrap(msg, partition, owned);
         (incoming.subject.startsWith('ingest.milestone.') ? this.#milestone : this.#time).next(incoming);

@@ -12,6 +12,7 @@ import { isErpRejected } from '../connectors/erp/errors.ts';
 import type { ErpTransaction } from '../connectors/erp/types.ts';
 import { connectNats, natsHealth } from '../connectors/nats/connection.ts';
 import { fromJsMsg } from '../connectors/nats/incoming.ts';
+import { InFlightBudget } from '../connectors/nats/in-flight-budget.ts';
 import { jetStreamSource } from '../connectors/nats/jetstream-source.ts';
 import { publishAll, publishMessage } from '../connectors/nats/publish.ts';
 import { STREAMS, ensureConsumer, ensureTopology, ingestConsumerName } from '../connectors/nats/topology.ts';
@@ -117,7 +118,9 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
     tracing,
   });
 
-  const source = (kind: string) => jetStreamSource(js, { stream: STREAMS.ingest, durable: ingestConsumerName(kind) }).pipe(map(fromJsMsg));
+  // Each consumer's unsettled messages stay within their count and bytes, however deep the backlog.
+  const inFlight = () => new InFlightBudget({ maxMessages: config.BILLSTREAM_MAX_ACK_PENDING, maxBytes: config.BILLSTREAM_MAX_IN_FLIGHT_BYTES });
+  const source = (kind: string) => jetStreamSource(js, { stream: STREAMS.ingest, durable: ingestConsumerName(kind), inFlight: inFlight() }).pipe(map(fromJsMsg));
   let intake: PartitionedIntake | null = null;
   if (config.BILLSTREAM_PARTITIONS > 0) {
     // Cluster mode: every instance keeps its own reference view (its own durable
@@ -129,10 +132,10 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
       await ensureConsumer(jsm, STREAMS.ingest, ingestConsumerName(kind, instanceId), `ingest.${kind}.>`, { ...topology, inactiveThresholdMs: 3_600_000 });
     }
     const leases = await LeaseStore.open(nc, { ttlMs: config.BILLSTREAM_LEASE_TTL_SECONDS * 1000 });
-    intake = new PartitionedIntake(js, jsm, leases, { instanceId, partitions: config.BILLSTREAM_PARTITIONS, topology, log });
+    intake = new PartitionedIntake(js, jsm, leases, { instanceId, partitions: config.BILLSTREAM_PARTITIONS, topology, inFlight, log });
     pipeline.ownsProject = (projectId) => intake?.ownsProject(projectId) ?? false;
     pipeline.run({
-      reference: merge(...REFERENCE_KINDS.map((kind) => jetStreamSource(js, { stream: STREAMS.ingest, durable: ingestConsumerName(kind, instanceId) }).pipe(map(fromJsMsg)))),
+      reference: merge(...REFERENCE_KINDS.map((kind) => jetStreamSource(js, { stream: STREAMS.ingest, durable: ingestConsumerName(kind, instanceId), inFlight: inFlight() }).pipe(map(fromJsMsg)))),
       time: intake.time$,
       milestone: intake.milestone$,
     });

@@ -28,6 +28,7 @@ import { addToCounters, exceptionRow, recordExceptions } from './exception-recor
 import { ProjectActors, type ActorItem, type BatchTurnResult, type MilestoneItem, type Settlement, type TimeItem, type TurnResult } from './project-actor.ts';
 import { REFERENCE_KINDS, affectedProjects, applyToView, storeReferences, type ReferenceItem, type ReferenceKind } from './reference-store.ts';
 import type { ReferenceView } from './reference-view.ts';
+import { textArray } from './state/sql-arrays.ts';
 import { EntryTracing, type EntryTiming } from './entry-tracing.ts';
 
 /** One message from an ingest subject, as the NATS connector hands it over. */
@@ -365,7 +366,7 @@ export class BillingPipeline {
     if (projectIds !== null && projectIds.length === 0) return 0;
     const clauses = ["stage = 'waiting'"];
     const params: unknown[] = [];
-    if (projectIds) { clauses.push('project_id in (select jsonb_array_elements_text(?::jsonb))'); params.push(JSON.stringify(projectIds)); }
+    if (projectIds) { clauses.push('project_id = any(?::text[])'); params.push(textArray(projectIds)); }
     if (onlyExpired) { clauses.push(`first_seen_at <= now() - (? * interval '1 millisecond')`); params.push(this.#options.referenceGraceMs); }
     const rows = await this.#orm.em.fork().execute<{ record: TimeRecord; region: string; first_seen_at: string; trace_parent: string | null; trace_id: string | null }[]>(
       `select record, region, first_seen_at, trace_parent, trace_id from entry_revision where ${clauses.join(' and ')} order by first_seen_at limit 20000`, params);

@@ -8,6 +8,8 @@ import { createHash } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { exceptionRow, queueNatsMessages, recordExceptions, type NatsOutboxRow } from './exception-records.ts';
 import { EntryTracing } from './entry-tracing.ts';
+import { textArray } from './state/sql-arrays.ts';
+import { nativeQuery } from './state/native-sql.ts';
 
 export interface ErpLineError { externalId: string; code: string; message: string }
 export interface ErpPostedLine { externalId: string; documentId: string; status: string }
@@ -144,11 +146,11 @@ export class ErpPoster {
   /** Claims and posts one batch; returns how many rows it settled. */
   async postOnce(): Promise<number> {
     const em = this.#orm.em.fork() as EntityManager;
-    const rows = await em.execute<ClaimedRow[]>(
-      `update erp_outbox set next_attempt_at = now() + (? * interval '1 millisecond'), attempts = attempts + 1
+    const rows = await nativeQuery<ClaimedRow>(em,
+      `update erp_outbox set next_attempt_at = now() + ($1::int * interval '1 millisecond'), attempts = attempts + 1
        where id in (select id from erp_outbox where status = 'pending' and next_attempt_at <= now()
                     -- the partial index's order: ordered by id alone, every claim would sort the whole backlog
-                    order by next_attempt_at, id limit ? for update skip locked)
+                    order by next_attempt_at, id limit $2 for update skip locked)
        returning id, external_id, project_id, region, transaction, trace_parent, attempts`,
       [this.#options.leaseMs, this.#options.batchSize]);
     if (rows.length === 0) return 0;
@@ -197,15 +199,15 @@ export class ErpPoster {
       posted.push({ externalId: row.external_id, documentId: result.documentId, projectId: row.project_id, region: row.region, traceParent: row.trace_parent, transaction: row.transaction });
     }
     await this.#orm.em.fork().transactional(async (em) => {
-      await em.execute(
+      await nativeQuery(em,
         `update erp_outbox o set status = 'posted', document_id = x.document_id, posted_at = now(), last_error = null
-         from jsonb_to_recordset(?::jsonb) as x(external_id text, document_id text) where o.external_id = x.external_id`,
+         from jsonb_to_recordset($1::jsonb) as x(external_id text, document_id text) where o.external_id = x.external_id`,
         [JSON.stringify(posted.map((p) => ({ external_id: p.externalId, document_id: p.documentId })))]);
       await queueNatsMessages(em as EntityManager, posted.map(postedAnnouncement));
       // A rejected document replayed from the exception workbench has now landed.
-      await em.execute(
+      await nativeQuery(em,
         `update billing_exception set status = 'resolved', resolved_at = now(), resolved_by = 'pipeline'
-         where code = 'erp_rejected' and status = 'replayed' and record->>'externalId' in (select jsonb_array_elements_text(?::jsonb))`,
+         where code = 'erp_rejected' and status = 'replayed' and record->>'externalId' in (select jsonb_array_elements_text($1::jsonb))`,
         [JSON.stringify(posted.map((p) => p.externalId))]);
     });
     this.#settled(posted.length);
@@ -217,13 +219,13 @@ export class ErpPoster {
     const byExternalId = new Map(errors.map((e) => [e.externalId, e]));
     const rejected = rows.filter((r) => byExternalId.has(r.external_id));
     await this.#orm.em.fork().transactional(async (em) => {
-      await em.execute(
-        `update erp_outbox o set status = 'rejected', last_error = x.message from jsonb_to_recordset(?::jsonb) as x(external_id text, message text)
+      await nativeQuery(em,
+        `update erp_outbox o set status = 'rejected', last_error = x.message from jsonb_to_recordset($1::jsonb) as x(external_id text, message text)
          where o.external_id = x.external_id`,
         [JSON.stringify(rejected.map((r) => ({ external_id: r.external_id, message: byExternalId.get(r.external_id)?.message })))]);
       // The ERP refuses the whole request when any line is bad; the good lines go again at once.
-      await em.execute(`update erp_outbox set next_attempt_at = now() where id in (select jsonb_array_elements_text(?::jsonb)::bigint) and status = 'pending'`,
-        [JSON.stringify(rows.filter((r) => !byExternalId.has(r.external_id)).map((r) => r.id))]);
+      await nativeQuery(em, `update erp_outbox set next_attempt_at = now() where id = any($1::bigint[]) and status = 'pending'`,
+        [textArray(rows.filter((r) => !byExternalId.has(r.external_id)).map((r) => r.id))]);
       await recordExceptions(em as EntityManager, rejected.map((r) => {
         const error = byExternalId.get(r.external_id) as ErpLineError;
         const tx = r.transaction;
@@ -242,9 +244,9 @@ export class ErpPoster {
     const message = err instanceof Error ? err.message : String(err);
     const attempts = Math.max(...rows.map((r) => r.attempts));
     const delayMs = Math.min(60_000, 500 * 2 ** Math.min(attempts, 7));
-    await this.#orm.em.fork().execute(
-      `update erp_outbox set next_attempt_at = now() + (? * interval '1 millisecond'), last_error = ? where id in (select jsonb_array_elements_text(?::jsonb)::bigint)`,
-      [delayMs, message.slice(0, 500), JSON.stringify(rows.map((r) => r.id))]);
+    await nativeQuery(this.#orm.em.fork() as EntityManager,
+      `update erp_outbox set next_attempt_at = now() + ($1::int * interval '1 millisecond'), last_error = $2 where id = any($3::bigint[])`,
+      [delayMs, message.slice(0, 500), textArray(rows.map((r) => r.id))]);
   }
 }
 

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { ID_PATTERN, REGION_PATTERN } from './model/records.ts';
+import { nativeQuery } from './state/native-sql.ts';
 import type { ExceptionCode, FieldError } from './model/types.ts';
 
 export interface ExceptionRow {
@@ -84,10 +85,10 @@ export function exceptionAnnouncement(row: ExceptionRow, firstSeenAt: Date, atte
  */
 export async function recordExceptions(em: EntityManager, rows: readonly ExceptionRow[], headersFor?: (row: ExceptionRow) => Record<string, string> | null): Promise<void> {
   if (rows.length === 0) return;
-  const stored = await em.execute<{ id: string; first_seen_at: Date | string; attempts: number }[]>(
+  const stored = await nativeQuery<{ id: string; first_seen_at: Date | string; attempts: number }>(em,
     `insert into billing_exception as t (id, code, status, record_kind, entry_id, revision, project_id, region, message, errors, record, raw)
      select x.id, x.code, 'open', x.record_kind, x.entry_id, x.revision, x.project_id, x.region, x.message, x.errors, x.record, x.raw
-     from jsonb_to_recordset(?::jsonb) as x(id text, code text, record_kind text, entry_id text, revision int, project_id text,
+     from jsonb_to_recordset($1::jsonb) as x(id text, code text, record_kind text, entry_id text, revision int, project_id text,
        region text, message text, errors jsonb, record jsonb, raw text)
      on conflict (id) do update set attempts = t.attempts + 1, last_seen_at = now(), message = excluded.message,
        status = case when t.status = 'dismissed' then t.status else 'open' end
@@ -112,7 +113,7 @@ function dedupeById(rows: readonly ExceptionRow[]): ExceptionRow[] {
  */
 export async function queueNatsMessages(em: EntityManager, rows: readonly NatsOutboxRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await em.execute(`insert into nats_outbox_batch (messages, message_count) values (?::jsonb, ?)`, [JSON.stringify(rows), rows.length]);
+  await nativeQuery(em, `insert into nats_outbox_batch (messages, message_count) values ($1, $2)`, [JSON.stringify(rows), rows.length]);
 }
 
 /**
@@ -124,9 +125,9 @@ export async function queueNatsMessages(em: EntityManager, rows: readonly NatsOu
 export async function addToCounters(em: EntityManager, deltas: Record<string, number>): Promise<void> {
   const rows = Object.entries(deltas).filter(([, v]) => v !== 0).map(([name, value]) => ({ name, value }));
   if (rows.length === 0) return;
-  await em.execute(
+  await nativeQuery(em,
     `insert into pipeline_counter_shard as t (name, shard, value)
-     select x.name, pg_backend_pid() % 64, x.value from jsonb_to_recordset(?::jsonb) as x(name text, value bigint)
+     select x.name, pg_backend_pid() % 64, x.value from jsonb_to_recordset($1::jsonb) as x(name text, value bigint)
      on conflict (name, shard) do update set value = t.value + excluded.value`,
     [JSON.stringify(rows)],
   );

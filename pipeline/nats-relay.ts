@@ -4,7 +4,9 @@
 // transaction that wrote it, published in order. A crash between publish and
 // delete republishes with the same Nats-Msg-Id, which the stream's duplicate
 // window absorbs.
-import type { MikroORM } from '@mikro-orm/postgresql';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import { textArray } from './state/sql-arrays.ts';
+import { nativeQuery } from './state/native-sql.ts';
 
 export interface OutboxMessage { subject: string; msgId: string; payload: unknown; headers: Record<string, string> | null }
 
@@ -66,21 +68,22 @@ export class NatsRelay {
   /** Publishes up to `batchSize` outbox rows; returns how many messages went out. */
   async relayOnce(): Promise<number> {
     return this.#orm.em.fork().transactional(async (em) => {
-      const rows = await em.execute<{ id: string; messages: { subject: string; msg_id: string; payload: unknown; headers: Record<string, string> | null }[] }[]>(
-        `select id, messages from nats_outbox_batch order by id limit ? for update skip locked`, [this.#options.batchSize]);
+      const rows = await nativeQuery<{ id: string; messages: string }>(em,
+        `select id, messages from nats_outbox_batch order by id limit $1 for update skip locked`, [this.#options.batchSize]);
       if (rows.length === 0) return 0;
       let relayed = 0;
       for (const row of rows) {
-        await this.#publish(row.messages.map((m) => ({ subject: m.subject, msgId: m.msg_id, payload: m.payload, headers: m.headers })));
-        relayed += row.messages.length;
+        const messages = JSON.parse(row.messages) as { subject: string; msg_id: string; payload: unknown; headers: Record<string, string> | null }[];
+        await this.#publish(messages.map((m) => ({ subject: m.subject, msgId: m.msg_id, payload: m.payload, headers: m.headers })));
+        relayed += messages.length;
       }
-      await em.execute(`delete from nats_outbox_batch where id in (select jsonb_array_elements_text(?::jsonb)::bigint)`, [JSON.stringify(rows.map((r) => r.id))]);
+      await nativeQuery(em, `delete from nats_outbox_batch where id = any($1::bigint[])`, [textArray(rows.map((r) => r.id))]);
       return relayed;
     });
   }
 
   async depth(): Promise<number> {
-    const [row] = await this.#orm.em.fork().execute<{ n: string }[]>(`select coalesce(sum(message_count), 0) as n from nats_outbox_batch`);
+    const [row] = await nativeQuery<{ n: string }>(this.#orm.em.fork() as EntityManager, `select coalesce(sum(message_count), 0) as n from nats_outbox_batch`);
     return Number(row?.n ?? 0);
   }
 }

@@ -18,6 +18,8 @@ import { formatHours, formatMoney, parseHours, parseMoney } from './model/money.
 import type { ExceptionCode, MilestoneRecord, ProjectRecord, TimeRecord } from './model/types.ts';
 import { addToCounters, exceptionRow, queueNatsMessages, recordExceptions, type ExceptionRow, type NatsOutboxRow } from './exception-records.ts';
 import type { ReferenceSnapshot } from './reference-view.ts';
+import { textArray } from './state/sql-arrays.ts';
+import { nativeQuery } from './state/native-sql.ts';
 import { EntryTracing, type EntryTiming, type TurnTrace } from './entry-tracing.ts';
 
 /** How a message that produced an item is settled once its turn has committed. */
@@ -200,11 +202,11 @@ export class ProjectActors {
     const deferred = new Set<ActorItem>();
     const projectIds = [...byProject.keys()].sort();
 
-    await em.execute(`insert into project_billing (project_id) select jsonb_array_elements_text(?::jsonb) on conflict do nothing`, [JSON.stringify(projectIds)]);
+    await nativeQuery(em, `insert into project_billing (project_id) select unnest($1::text[]) on conflict do nothing`, [textArray(projectIds)]);
     const totals = new Map<string, { charged_minor: string; reversed_minor: string; held_minor: string }>();
-    for (const row of await em.execute<{ project_id: string; charged_minor: string; reversed_minor: string; held_minor: string }[]>(
+    for (const row of await nativeQuery<{ project_id: string; charged_minor: string; reversed_minor: string; held_minor: string }>(em,
       `select project_id, charged_minor, reversed_minor, held_minor from project_billing
-       where project_id in (select jsonb_array_elements_text(?::jsonb)) order by project_id for update`, [JSON.stringify(projectIds)])) {
+       where project_id = any($1::text[]) order by project_id for update`, [textArray(projectIds)])) {
       totals.set(row.project_id, row);
     }
 
@@ -233,9 +235,9 @@ export class ProjectActors {
     const seenRevisions = new Map<string, SeenRevision>();
     if (timeItems.length === 0) return { entryStates, seenRevisions };
     const entryIds = [...new Set(timeItems.map((i) => i.entry.entryId))];
-    const rows = await em.execute<{ entry_id: string; revision: number; stage: string; first_seen_at: string; amount_minor: string | null; hours_hundredths: string }[]>(
+    const rows = await nativeQuery<{ entry_id: string; revision: number; stage: string; first_seen_at: string; amount_minor: string | null; hours_hundredths: string }>(em,
       `select entry_id, revision, stage, first_seen_at, amount_minor, hours_hundredths from entry_revision
-       where entry_id in (select jsonb_array_elements_text(?::jsonb))`, [JSON.stringify(entryIds)]);
+       where entry_id = any($1::text[])`, [textArray(entryIds)]);
     for (const row of rows) {
       seenRevisions.set(`${row.entry_id}:${row.revision}`, row);
       let state = entryStates.get(row.entry_id);
@@ -254,8 +256,8 @@ export class ProjectActors {
       if (state?.chargedRevision != null && state.chargedRevision !== item.entry.revision) reversible.add(`${item.entry.entryId}:${state.chargedRevision}:charge`);
     }
     if (reversible.size > 0) {
-      for (const row of await em.execute<{ entry_id: string; transaction: Record<string, string | number> }[]>(
-        `select entry_id, transaction from erp_outbox where external_id in (select jsonb_array_elements_text(?::jsonb))`, [JSON.stringify([...reversible])])) {
+      for (const row of await nativeQuery<{ entry_id: string; transaction: Record<string, string | number> }>(em,
+        `select entry_id, transaction from erp_outbox where external_id = any($1::text[])`, [textArray(reversible)])) {
         const state = entryStates.get(row.entry_id);
         if (state) state.chargedTransaction = row.transaction;
       }
@@ -432,28 +434,28 @@ export class ProjectActors {
   async #write(em: EntityManager, writes: TurnWrites): Promise<void> {
     await writeRevisions(em, writes.revisions);
     if (writes.reversedRevisions.length > 0) {
-      await em.execute(`update entry_revision e set stage = 'reversed' from jsonb_to_recordset(?::jsonb) as x(entry_id text, revision int)
+      await nativeQuery(em, `update entry_revision e set stage = 'reversed' from jsonb_to_recordset($1::jsonb) as x(entry_id text, revision int)
         where e.entry_id = x.entry_id and e.revision = x.revision`, [JSON.stringify(writes.reversedRevisions)]);
     }
     if (writes.erpOutbox.length > 0) {
-      await em.execute(
+      await nativeQuery(em,
         `insert into erp_outbox (external_id, kind, project_id, region, entry_id, milestone_id, revision, work_date, hours_hundredths, amount_minor, currency, transaction, trace_parent)
          select x.external_id, x.kind, x.project_id, x.region, x.entry_id, x.milestone_id, x.revision, x.work_date, x.hours_hundredths, x.amount_minor, x.currency, x.transaction, x.trace_parent
-         from jsonb_to_recordset(?::jsonb) as x(external_id text, kind text, project_id text, region text, entry_id text, milestone_id text, revision int,
+         from jsonb_to_recordset($1::jsonb) as x(external_id text, kind text, project_id text, region text, entry_id text, milestone_id text, revision int,
            work_date date, hours_hundredths bigint, amount_minor bigint, currency text, transaction jsonb, trace_parent text)
          on conflict (external_id) do nothing`,
         [JSON.stringify(writes.erpOutbox)]);
     }
     if (writes.resolvedExceptionEntries.length > 0) {
-      await em.execute(`update billing_exception b set status = 'resolved', resolved_at = now(), resolved_by = 'pipeline'
-        from jsonb_to_recordset(?::jsonb) as x(entry_id text, revision int)
+      await nativeQuery(em, `update billing_exception b set status = 'resolved', resolved_at = now(), resolved_by = 'pipeline'
+        from jsonb_to_recordset($1::jsonb) as x(entry_id text, revision int)
         where b.entry_id = x.entry_id and b.revision = x.revision and b.status in ('open', 'replayed')`, [JSON.stringify(writes.resolvedExceptionEntries)]);
     }
     await recordExceptions(em, writes.exceptions, (row) => writes.exceptionHeaders.get(row.id) ?? null);
     await queueNatsMessages(em, writes.nats);
-    await em.execute(
+    await nativeQuery(em,
       `update project_billing p set charged_minor = x.charged_minor, reversed_minor = x.reversed_minor, held_minor = x.held_minor, turns = p.turns + 1, updated_at = now()
-       from jsonb_to_recordset(?::jsonb) as x(project_id text, charged_minor bigint, reversed_minor bigint, held_minor bigint) where p.project_id = x.project_id`,
+       from jsonb_to_recordset($1::jsonb) as x(project_id text, charged_minor bigint, reversed_minor bigint, held_minor bigint) where p.project_id = x.project_id`,
       [JSON.stringify(writes.projectTotals)]);
     await addToCounters(em, { duplicates: writes.duplicates, stale: writes.stale });
   }
@@ -468,8 +470,8 @@ export class ProjectActors {
     }
     const amountMinor = parseMoney(milestone.amount);
     const chargeable = project.billingModel === 'fixed_fee' && project.status === 'active' && milestone.status === 'complete';
-    const inserted = await em.execute<{ milestone_id: string }[]>(
-      `insert into milestone (milestone_id, project_id, amount_minor, currency, status, stage, record) values (?, ?, ?, ?, ?, ?, ?)
+    const inserted = await nativeQuery<{ milestone_id: string }>(em,
+      `insert into milestone (milestone_id, project_id, amount_minor, currency, status, stage, record) values ($1, $2, $3, $4, $5, $6, $7)
        on conflict (milestone_id) do nothing returning milestone_id`,
       [milestone.milestoneId, project.projectId, amountMinor.toString(), milestone.currency, milestone.status, chargeable ? 'charged' : 'not_chargeable', JSON.stringify(milestone)]);
     if (inserted.length === 0) return { kind: 'none' };
@@ -483,7 +485,7 @@ export class ProjectActors {
       return { kind: 'exception', exception: exceptionRow({ code: 'rate_mismatch', recordKind: 'milestone', recordId: milestone.milestoneId, projectId: project.projectId, region: project.region, record: milestone, message: `milestone ${milestone.milestoneId} is in ${milestone.currency} but project ${project.projectId} bills in ${project.currency}` }) };
     }
     if (wouldExceedCap(project.notToExceed === undefined ? null : parseMoney(project.notToExceed), postedMinor, amountMinor)) {
-      await em.execute(`update milestone set stage = 'held' where milestone_id = ?`, [milestone.milestoneId]);
+      await nativeQuery(em, `update milestone set stage = 'held' where milestone_id = $1`, [milestone.milestoneId]);
       return { kind: 'held', amountMinor, exception: exceptionRow({ code: 'cap_exceeded', recordKind: 'milestone', recordId: milestone.milestoneId, projectId: project.projectId, region: project.region, record: milestone, message: `milestone ${milestone.milestoneId} of ${milestone.amount} would take project ${project.projectId} past its notToExceed of ${project.notToExceed}` }) };
     }
     const transaction = {
@@ -554,12 +556,12 @@ function enrichedMessage(entry: TimeRecord, project: ProjectRecord, enrichment: 
 async function writeRevisions(em: EntityManager, rows: readonly Record<string, unknown>[]): Promise<void> {
   if (rows.length === 0) return;
   const latest = [...new Map(rows.map((r) => [`${String(r.entry_id)}:${String(r.revision)}`, r])).values()];
-  await em.execute(
+  await nativeQuery(em,
     `insert into entry_revision as t (entry_id, revision, project_id, region, status, stage, waiting_for, billable, role, rate_minor, amount_minor, currency,
        hours_hundredths, work_date, record, exception_code, trace_id, trace_parent, first_seen_at, approved_at, enriched_at, decided_at)
      select x.entry_id, x.revision, x.project_id, x.region, x.status, x.stage, x.waiting_for, x.billable, x.role, x.rate_minor, x.amount_minor, x.currency,
        x.hours_hundredths, x.work_date, x.record, x.exception_code, x.trace_id, x.trace_parent, x.first_seen_at, x.approved_at, x.enriched_at, x.decided_at
-     from jsonb_to_recordset(?::jsonb) as x(entry_id text, revision int, project_id text, region text, status text, stage text, waiting_for text,
+     from jsonb_to_recordset($1::jsonb) as x(entry_id text, revision int, project_id text, region text, status text, stage text, waiting_for text,
        billable boolean, role text, rate_minor bigint, amount_minor bigint, currency text, hours_hundredths bigint, work_date date, record jsonb,
        exception_code text, trace_id text, trace_parent text, first_seen_at timestamptz, approved_at timestamptz, enriched_at timestamptz, decided_at timestamptz)
      on conflict (entry_id, revision) do update set stage = excluded.stage, waiting_for = excluded.waiting_for, billable = excluded.billable,

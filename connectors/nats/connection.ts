@@ -18,6 +18,10 @@ export async function connectNats(config: Partial<NatsConnectionConfig> = {}): P
     // Keep trying for ever: a broker restart must not end the pipeline.
     maxReconnectAttempts: -1,
     reconnectTimeWait: c.reconnectWaitMs,
+    // Every request (each JetStream publish waits for its ack as one) would
+    // otherwise build an Error with a stack trace up front, in case it fails: a
+    // profile of a week close spent 6% of the process there.
+    noAsyncTraces: true,
   });
 }
 

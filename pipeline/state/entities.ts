@@ -188,7 +188,8 @@ export const NatsOutboxBatchSchema = defineEntity({
   tableName: 'nats_outbox_batch',
   properties: {
     id: p.bigint('string').primary(),
-    messages: p.json<{ subject: string; msg_id: string; payload: unknown; headers: Record<string, string> | null }[]>(),
+    /** JSON text of `{ subject, msg_id, payload, headers }[]`. */
+    messages: p.text(),
     messageCount: p.integer(),
     createdAt: p.datetime().columnType('timestamptz'),
   },

@@ -22,19 +22,23 @@ export class Migration20261201000000_batched_turns extends Migration {
   override up(): void {
     this.addSql('drop table entry_billing');
 
+    // The messages as JSON text, stored uncompressed: PostgreSQL never looks
+    // inside them, so parsing them into jsonb or compressing them (a batch's
+    // messages are far past the TOAST threshold) would be work for nothing.
     this.addSql(`create table nats_outbox_batch (
       id bigserial primary key,
-      messages jsonb not null,
+      messages text not null,
       message_count int not null,
       created_at timestamptz not null default now())`);
+    this.addSql('alter table nats_outbox_batch alter column messages set storage external');
     this.addSql(`insert into nats_outbox_batch (messages, message_count, created_at)
-      select jsonb_agg(jsonb_build_object('subject', subject, 'msg_id', msg_id, 'payload', payload, 'headers', headers) order by id), count(*), min(created_at)
+      select jsonb_agg(jsonb_build_object('subject', subject, 'msg_id', msg_id, 'payload', payload, 'headers', headers) order by id)::text, count(*), min(created_at)
       from nats_outbox having count(*) > 0`);
     this.addSql('drop table nats_outbox');
     this.addSql(`create view nats_outbox as
       select b.id as batch_id, m.position::int as position, m.message->>'subject' as subject, m.message->>'msg_id' as msg_id,
              m.message->'payload' as payload, m.message->'headers' as headers, b.created_at
-      from nats_outbox_batch b cross join lateral jsonb_array_elements(b.messages) with ordinality as m(message, position)`);
+      from nats_outbox_batch b cross join lateral jsonb_array_elements(b.messages::jsonb) with ordinality as m(message, position)`);
 
     this.addSql('alter table pipeline_counter rename to pipeline_counter_shard');
     this.addSql('alter table pipeline_counter_shard add column shard int not null default 0');
@@ -55,7 +59,7 @@ export class Migration20261201000000_batched_turns extends Migration {
       created_at timestamptz not null default now())`);
     this.addSql(`insert into nats_outbox (subject, msg_id, payload, headers, created_at)
       select m->>'subject', m->>'msg_id', m->'payload', m->'headers', b.created_at
-      from nats_outbox_batch b cross join lateral jsonb_array_elements(b.messages) with ordinality as x(m, position) order by b.id, x.position`);
+      from nats_outbox_batch b cross join lateral jsonb_array_elements(b.messages::jsonb) with ordinality as x(m, position) order by b.id, x.position`);
     this.addSql('drop table nats_outbox_batch');
 
     this.addSql(`create table entry_billing (
