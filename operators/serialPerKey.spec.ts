@@ -99,6 +99,24 @@ describe('serialPerKey', () => {
     expectNoOverlapPerKey(turns);
   });
 
+  it('hands a turn no more items than add up to maxWeight, but an item heavier than that on its own', () => {
+    const turns: Turn[] = [];
+    const weights: Record<string, number> = { Pa: 1, Pb: 5, Pc: 1, Pd: 2 };
+    testScheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
+      const e1 = cold('  -abcd-|', values);
+      const e1subs = '   ^-----!';
+      const expected = ' -----A---B---(C|)';
+
+      const results = e1.pipe(serialPerKey(keyOf, timedWork(4, turns), {
+        maxConcurrentKeys: 4, maxBatch: 10, weightOf: (item) => weights[item] ?? 1, maxWeight: 3,
+      }));
+      // b (5) exceeds maxWeight alone and still gets a turn; c (1) + d (2) fit in one.
+      expectObservable(results).toBe(expected, { A: 'P[a]', B: 'P[b]', C: 'P[cd]' });
+      expectSubscriptions(e1.subscriptions).toBe(e1subs);
+    });
+    expectNoOverlapPerKey(turns);
+  });
+
   it('emits every value a turn produces', () => {
     testScheduler.run(({ cold, expectObservable, expectSubscriptions }) => {
       const e1 = cold('  -ax---|', values);
@@ -255,6 +273,9 @@ describe('serialPerKey', () => {
     expect(() => serialPerKey(keyOf, work, { maxConcurrentKeys: Infinity, maxBatch: 1 })).not.toThrow();
     expect(() => serialPerKey(keyOf, work, { maxConcurrentKeys: 1, maxBatch: 0.5 })).toThrow(
       new RangeError('serialPerKey: options.maxBatch must be a positive integer, got 0.5'),
+    );
+    expect(() => serialPerKey(keyOf, work, { maxConcurrentKeys: 1, maxBatch: 1, maxWeight: 0 })).toThrow(
+      new RangeError('serialPerKey: options.maxWeight must be a number > 0, got 0'),
     );
   });
 });

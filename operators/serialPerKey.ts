@@ -1,11 +1,18 @@
 import { from, Observable, Subscription } from 'rxjs';
 import type { OperatorFunction } from 'rxjs';
 
-export interface SerialPerKeyOptions {
+export interface SerialPerKeyOptions<T = unknown> {
   /** How many keys may run a turn at the same time. A positive integer, or Infinity. */
   maxConcurrentKeys: number;
   /** How many queued items one turn is handed at most. A positive integer. */
   maxBatch: number;
+  /**
+   * What one item weighs (say, the entries in a batch): a turn is also handed no
+   * more items than add up to `maxWeight`, but always at least one. @default () => 1
+   */
+  weightOf?: (item: T) => number;
+  /** The most weight one turn is handed (with `weightOf`). A positive number. @default Infinity */
+  maxWeight?: number;
 }
 
 /**
@@ -17,7 +24,8 @@ export interface SerialPerKeyOptions {
  * Different keys are independent and run in parallel, up to `maxConcurrentKeys`.
  * Items that arrive for a key while its turn runs, or while it waits for a free
  * slot, queue in its mailbox. The next turn gets them all at once (at most
- * `maxBatch`), so a busy key catches up in fewer, larger transactions. Keys waiting
+ * `maxBatch`, and no more than `maxWeight` by `weightOf`), so a busy key catches
+ * up in fewer, larger transactions. Keys waiting
  * for a slot are served first come, first served. A key that still has mail after
  * its turn goes to the back of that line, so one busy key cannot starve the others.
  * A turn is over when the Promise settles or the Observable completes. Every value
@@ -66,16 +74,16 @@ export interface SerialPerKeyOptions {
  *
  * @param keyOf Returns the key whose mailbox an item goes to, for example its project id.
  * @param work Runs one turn for a key with the items taken from its mailbox, oldest first.
- * @param options `maxConcurrentKeys` and `maxBatch`.
+ * @param options `maxConcurrentKeys` and `maxBatch`; optionally `weightOf` and `maxWeight`.
  * @returns A function that returns an Observable of everything the turns produce.
- * @throws {RangeError} When `maxConcurrentKeys` or `maxBatch` is out of range.
+ * @throws {RangeError} When `maxConcurrentKeys`, `maxBatch` or `maxWeight` is out of range.
  */
 export function serialPerKey<T, R>(
   keyOf: (item: T) => string,
   work: (key: string, items: T[]) => Promise<R> | Observable<R>,
-  options: SerialPerKeyOptions,
+  options: SerialPerKeyOptions<T>,
 ): OperatorFunction<T, R> {
-  const { maxConcurrentKeys, maxBatch } = options;
+  const { maxConcurrentKeys, maxBatch, weightOf, maxWeight = Infinity } = options;
   if (!(Number.isInteger(maxConcurrentKeys) || maxConcurrentKeys === Infinity) || maxConcurrentKeys < 1) {
     throw new RangeError(
       `serialPerKey: options.maxConcurrentKeys must be a positive integer or Infinity, got ${maxConcurrentKeys}`,
@@ -84,6 +92,22 @@ export function serialPerKey<T, R>(
   if (!Number.isInteger(maxBatch) || maxBatch < 1) {
     throw new RangeError(`serialPerKey: options.maxBatch must be a positive integer, got ${maxBatch}`);
   }
+  if (Number.isNaN(maxWeight) || maxWeight <= 0) {
+    throw new RangeError(`serialPerKey: options.maxWeight must be a number > 0, got ${maxWeight}`);
+  }
+
+  /** How many of the mailbox's first items one turn takes: at most maxBatch, and no more than maxWeight (at least one). */
+  const turnSize = (mailbox: readonly T[]): number => {
+    if (weightOf === undefined || maxWeight === Infinity) return Math.min(maxBatch, mailbox.length);
+    let weight = 0;
+    let count = 0;
+    while (count < mailbox.length && count < maxBatch) {
+      weight += weightOf(mailbox[count] as T);
+      if (count > 0 && weight > maxWeight) break;
+      count++;
+    }
+    return count;
+  };
 
   return (source) =>
     new Observable<R>((subscriber) => {
@@ -102,7 +126,13 @@ export function serialPerKey<T, R>(
 
       const startTurn = (key: string): void => {
         const mailbox = mailboxes.get(key) ?? [];
-        const items = mailbox.splice(0, maxBatch);
+        let items: T[];
+        try {
+          items = mailbox.splice(0, turnSize(mailbox));
+        } catch (err) {
+          subscriber.error(err);
+          return;
+        }
         if (mailbox.length === 0) mailboxes.delete(key);
         running.add(key);
         let output: Observable<R>;

@@ -36,6 +36,7 @@ export const configSchema = z.object({
   BILLSTREAM_BATCH_MAX_BYTES: z.coerce.number().int().positive().default(1024 * 1024).describe('... or at this many bytes of message payload'),
   BILLSTREAM_BATCH_MAX_WAIT_MS: z.coerce.number().min(0).max(60_000).default(20).describe('... or this many milliseconds after its first entry, whichever comes first'),
   BILLSTREAM_REGION_BATCHING: regionBatching.default({}).describe('Per-region overrides of the three batch limits, as JSON: {"emea": {"maxCount": 200, "maxWaitMs": 5}}'),
+  BILLSTREAM_TURN_MAX_ENTRIES: z.coerce.number().int().positive().max(50_000).default(4000).describe('Entries one regional turn (transaction) takes at most: a busy region\'s batches that queued meanwhile go together'),
   BILLSTREAM_MAX_CONCURRENT_BATCHES: z.coerce.number().int().positive().default(4).describe('Regional batch transactions running at once (one region\'s batches never overlap)'),
   BILLSTREAM_MAX_ACK_PENDING: z.coerce.number().int().positive().default(10_000).describe('Unacked messages per ingest consumer: the in-flight bound'),
   BILLSTREAM_MAX_IN_FLIGHT_BYTES: z.coerce.number().int().positive().default(64 * 1024 * 1024).describe('Payload bytes of unacked messages per ingest consumer held in memory: past it the consumer stops pulling'),

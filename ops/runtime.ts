@@ -103,7 +103,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
     (err) => (isErpRejected(err) ? err.errors.map((e) => ({ externalId: e.externalId ?? '', code: e.code, message: e.message })) : null),
     { batchSize: config.ERP_BATCH_SIZE, leaseMs: config.ERP_POST_LEASE_SECONDS * 1000, concurrency: config.ERP_POST_CONCURRENCY, maxPending: config.ERP_MAX_PENDING, onPosted: (lines) => { metrics.observePosted(lines.length); relay.wake(); }, onError: (err) => log(`erp poster: ${describe(err)}`), tracing },
   );
-  const actors = new ProjectActors(orm, { referenceGraceMs: config.REFERENCE_GRACE_SECONDS * 1000, tracing });
+  const actors = new ProjectActors(orm, { referenceGraceMs: config.REFERENCE_GRACE_SECONDS * 1000, tracing, erpLeaseMs: config.ERP_POST_LEASE_SECONDS * 1000 });
   const pipeline = new BillingPipeline(orm, view, actors, {
     referenceGraceMs: config.REFERENCE_GRACE_SECONDS * 1000,
     batching: {
@@ -111,7 +111,8 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
       regions: config.BILLSTREAM_REGION_BATCHING,
     },
     maxConcurrentBatches: config.BILLSTREAM_MAX_CONCURRENT_BATCHES,
-    onOutbox: (erpLines) => { poster.queued(erpLines); relay.wake(); },
+    maxTurnEntries: config.BILLSTREAM_TURN_MAX_ENTRIES,
+    onOutbox: (erpRows) => { poster.submit(erpRows); relay.wake(); },
     admit: () => poster.admit(),
     onTurn: (result) => metrics.observeTurn(result),
     onError: (err, context) => log(`pipeline (${context}): ${describe(err)}`),

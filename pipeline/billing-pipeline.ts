@@ -30,6 +30,7 @@ import { REFERENCE_KINDS, affectedProjects, applyToView, storeReferences, type R
 import type { ReferenceView } from './reference-view.ts';
 import { textArray } from './state/sql-arrays.ts';
 import { EntryTracing, type EntryTiming } from './entry-tracing.ts';
+import type { ClaimedRow } from './erp-poster.ts';
 
 /** One message from an ingest subject, as the NATS connector hands it over. */
 export interface IncomingMessage extends Settlement {
@@ -62,8 +63,13 @@ export interface BillingPipelineOptions {
   batching?: RegionBatching;
   /** Regional batch turns (transactions) running at once; batches of one region never run concurrently. @default 4 */
   maxConcurrentBatches?: number;
-  /** Batches of a busy region that one turn may take together once its previous turn ends. @default 2 */
-  maxBatchesPerTurn?: number;
+  /**
+   * Entries one turn may take: a busy region's batches that queued while its
+   * previous turn ran go into its next turn together, up to this many entries
+   * (under a backlog, few large transactions; at low load, small quick ones).
+   * @default 4 × batching.maxCount
+   */
+  maxTurnEntries?: number;
   /**
    * Awaited after a batch has committed, before its region's next turn: the ERP
    * poster's admission, so a poster behind (a rate-limited or slow ERP) slows
@@ -74,8 +80,8 @@ export interface BillingPipelineOptions {
   dedupeCapacity?: number;
   onTurn?: (result: TurnResult) => void;
   onError?: (err: unknown, context: string) => void;
-  /** Called when a turn wrote ERP outbox rows (`erpLines` of them: wakes the poster) or NATS outbox rows. */
-  onOutbox?: (erpLines: number) => void;
+  /** Called after a commit that wrote NATS outbox rows, with the ERP outbox rows it wrote (reserved for this instance's poster). */
+  onOutbox?: (erpRows: readonly ClaimedRow[]) => void;
   /** Notes each stage's timing for the entry's trace. @default EntryTracing.off */
   tracing?: EntryTracing;
 }
@@ -134,7 +140,7 @@ export class BillingPipeline {
       sweepIntervalMs: Math.max(200, Math.min(5_000, Math.floor(options.referenceGraceMs / 2))),
       batching: defaultRegionBatching(),
       maxConcurrentBatches: 4,
-      maxBatchesPerTurn: 2,
+      maxTurnEntries: 4 * (options.batching ?? defaultRegionBatching()).maxCount,
       dedupeCapacity: 200_000,
       tracing: EntryTracing.off,
       ...options,
@@ -196,7 +202,9 @@ export class BillingPipeline {
       batchByRegion(laneOf, { ...window, sizeOf: bytesOf, ...(regions ? { regions } : {}) }),
       serialPerKey((batch) => batch.region, (_region, batches) => this.#turn(batches.flatMap((b) => b.items)), {
         maxConcurrentKeys: this.#options.maxConcurrentBatches,
-        maxBatch: this.#options.maxBatchesPerTurn,
+        maxBatch: Number.MAX_SAFE_INTEGER,
+        weightOf: (batch) => batch.items.length,
+        maxWeight: this.#options.maxTurnEntries,
       }),
     );
 
@@ -279,7 +287,7 @@ export class BillingPipeline {
         }), (row) => { const tp = traceParents.get(row.id); return tp ? { traceparent: tp } : null; });
       });
       for (const q of batch) q.message.ack();
-      this.#options.onOutbox?.(0);
+      this.#options.onOutbox?.([]);
     } catch (err) {
       for (const q of batch) q.message.nak(2_000);
       this.#options.onError?.(err, 'quarantine');
@@ -336,7 +344,7 @@ export class BillingPipeline {
       return null;
     }
     this.#recheckWaiting(result.turns, items);
-    if (result.outboxRows > 0 || result.turns.some((t) => t.decisions.length > 0)) this.#options.onOutbox?.(result.outboxRows);
+    if (result.outboxRows > 0 || result.turns.some((t) => t.decisions.length > 0)) this.#options.onOutbox?.(result.erpRows);
     for (const turn of result.turns) this.#options.onTurn?.(turn);
     await this.#options.admit?.();
     return result;

@@ -1,9 +1,17 @@
-// Posts the ERP outbox. Rows are claimed with a lease (so several instances, or
-// a restarted one, never post the same row at the same moment), posted in
-// batches with an Idempotency-Key derived from the batch, then marked posted and
-// announced on billing.posted.* in one transaction. The ERP never makes two
-// documents for one externalId, so a crash anywhere in between only repeats a
-// post that answers `duplicate` with the same documentId.
+// Posts the ERP outbox. Every row is reserved with a lease (so several
+// instances, or a restarted one, never post the same row at the same moment),
+// posted in batches with an Idempotency-Key derived from the batch, then marked
+// posted and announced on billing.posted.* in one transaction. The ERP never
+// makes two documents for one externalId, so a crash anywhere in between only
+// repeats a post that answers `duplicate` with the same documentId.
+//
+// Rows a turn has just committed arrive in memory (`submit`), already reserved:
+// the turn wrote them with the lease running. Only what no one holds in memory
+// is claimed from the ledger (a crashed instance's rows once their lease has
+// run out, posts waiting out a backoff, lines requeued from the workbench), by a
+// sweep when there is nothing in memory to post. Claiming every batch from the
+// table instead rewrote each row once more and had every claim wade through the
+// dead versions those rewrites left at the head of the pending index.
 import { createHash } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { exceptionRow, queueNatsMessages, recordExceptions, type NatsOutboxRow } from './exception-records.ts';
@@ -47,7 +55,8 @@ export interface ErpPosterOptions {
   tracing?: EntryTracing;
 }
 
-interface ClaimedRow {
+/** An outbox row reserved for this poster: handed over by a turn, or claimed from the ledger. */
+export interface ClaimedRow {
   id: string;
   external_id: string;
   project_id: string;
@@ -70,6 +79,11 @@ export class ErpPoster {
   #wakers = new Set<() => void>();
   /** Lines queued by this instance's turns and not settled yet (posted or rejected). */
   #pending = 0;
+  /** Committed rows handed over by turns, in commit order, not yet taken by a loop. */
+  #queue: ClaimedRow[] = [];
+  #sweeping = false;
+  #sweepRequested = true;
+  #lastSweepAt = 0;
   #admitted = new Set<() => void>();
 
   constructor(orm: MikroORM, erp: ErpPort, rejection: RejectionReader, options: ErpPosterOptions = {}) {
@@ -94,10 +108,16 @@ export class ErpPoster {
     await Promise.all(this.#loops);
   }
 
-  /** A turn committed `lines` outbox rows: they count against `maxPending` until posted. */
-  queued(lines: number): void {
-    this.#pending += lines;
-    if (lines > 0) this.wake();
+  /**
+   * Rows a turn has just committed (written with their lease running): posted
+   * from memory, in order, without a claim. They count against `maxPending`
+   * until posted or rejected.
+   */
+  submit(rows: readonly ClaimedRow[]): void {
+    if (rows.length === 0) return;
+    for (const row of rows) this.#queue.push(row);
+    this.#pending += rows.length;
+    this.#wakeLoops();
   }
 
   /** Lines queued and not settled yet. */
@@ -121,20 +141,32 @@ export class ErpPoster {
     this.#admitted.clear();
   }
 
+  /** Something may wait in the ledger (a requeued line, a replay): sweep it soon. */
   wake(): void {
+    this.#sweepRequested = true;
+    this.#wakeLoops();
+  }
+
+  #wakeLoops(): void {
     for (const w of this.#wakers) w();
     this.#wakers.clear();
   }
 
   async #loop(): Promise<void> {
-    while (this.#running) {
+    // Stopping, a loop still posts what is held in memory (a graceful stop flushes
+    // its batches), unless a post fails: the ledger then keeps those rows, and
+    // they are posted once their lease runs out.
+    while (this.#running || this.#queue.length > 0) {
       let posted = 0;
       try {
-        posted = await this.postOnce();
+        const batch = this.#queue.splice(0, this.#options.batchSize);
+        if (batch.length > 0) posted = await this.#post(batch);
+        else if (this.#running && this.#sweepDue()) posted = await this.#sweep();
       } catch (err) {
         this.#options.onError?.(err);
+        if (!this.#running) return;
       }
-      if (posted === 0 && this.#running) {
+      if (posted === 0 && this.#queue.length === 0 && this.#running) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, this.#options.idleMs);
           this.#wakers.add(() => { clearTimeout(timer); resolve(); });
@@ -143,7 +175,23 @@ export class ErpPoster {
     }
   }
 
-  /** Claims and posts one batch; returns how many rows it settled. */
+  /** One loop sweeps at a time, when asked to or once per idle period. */
+  #sweepDue(): boolean {
+    return !this.#sweeping && (this.#sweepRequested || performance.now() - this.#lastSweepAt >= this.#options.idleMs);
+  }
+
+  async #sweep(): Promise<number> {
+    this.#sweeping = true;
+    this.#sweepRequested = false;
+    try {
+      return await this.postOnce();
+    } finally {
+      this.#sweeping = false;
+      this.#lastSweepAt = performance.now();
+    }
+  }
+
+  /** Claims one batch from the ledger (rows no one holds: their lease ran out or their backoff is over) and posts it. */
   async postOnce(): Promise<number> {
     const em = this.#orm.em.fork() as EntityManager;
     const rows = await nativeQuery<ClaimedRow>(em,
@@ -155,6 +203,11 @@ export class ErpPoster {
       [this.#options.leaseMs, this.#options.batchSize]);
     if (rows.length === 0) return 0;
     rows.sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)));
+    return this.#post(rows);
+  }
+
+  /** Posts reserved rows as one ERP request and settles them; returns how many it settled. */
+  async #post(rows: ClaimedRow[]): Promise<number> {
     const key = `billstream-${createHash('sha256').update(rows.map((r) => r.external_id).join('\n')).digest('hex').slice(0, 40)}`;
     const startedAt = this.#tracing.now();
     let results: ErpPostedLine[];

@@ -21,6 +21,7 @@ import type { ReferenceSnapshot } from './reference-view.ts';
 import { textArray } from './state/sql-arrays.ts';
 import { nativeQuery } from './state/native-sql.ts';
 import { EntryTracing, type EntryTiming, type TurnTrace } from './entry-tracing.ts';
+import type { ClaimedRow } from './erp-poster.ts';
 
 /** How a message that produced an item is settled once its turn has committed. */
 export interface Settlement {
@@ -90,6 +91,8 @@ export interface ProjectActorOptions {
   now?: () => Date;
   /** @default EntryTracing.off */
   tracing?: EntryTracing;
+  /** How long the ERP outbox rows a turn writes stay reserved for this instance's poster. @default 30 s */
+  erpLeaseMs?: number;
 }
 
 /** An entry's billing position, as its entry_revision rows say it. */
@@ -133,6 +136,8 @@ export interface BatchTurnResult {
   turns: TurnResult[];
   /** ERP outbox rows written: the poster is woken when > 0. */
   outboxRows: number;
+  /** The rows this turn wrote, reserved for this instance's poster until the lease runs out: it posts them from memory. */
+  erpRows: ClaimedRow[];
 }
 
 export class ProjectActors {
@@ -220,8 +225,8 @@ export class ProjectActors {
       const trace = traces.get(projectId) as TurnTrace;
       turns.push(await this.#decideProject(em, projectId, projectItems, totals.get(projectId), { entryStates, seenRevisions, writes, trace, now, deferred }));
     }
-    await this.#write(em, writes);
-    return { result: { turns, outboxRows: writes.erpOutbox.length }, deferred };
+    const erpRows = await this.#write(em, writes);
+    return { result: { turns, outboxRows: writes.erpOutbox.length, erpRows }, deferred };
   }
 
   /**
@@ -430,21 +435,36 @@ export class ProjectActors {
     return { projectId, counts, outboxRows: writes.erpOutbox.length - firstOutboxRow, decisions };
   }
 
-  /** One statement per table for the whole batch. */
-  async #write(em: EntityManager, writes: TurnWrites): Promise<void> {
+  /** One statement per table for the whole batch; returns the ERP outbox rows it wrote. */
+  async #write(em: EntityManager, writes: TurnWrites): Promise<ClaimedRow[]> {
     await writeRevisions(em, writes.revisions);
     if (writes.reversedRevisions.length > 0) {
       await nativeQuery(em, `update entry_revision e set stage = 'reversed' from jsonb_to_recordset($1::jsonb) as x(entry_id text, revision int)
         where e.entry_id = x.entry_id and e.revision = x.revision`, [JSON.stringify(writes.reversedRevisions)]);
     }
+    const erpRows: ClaimedRow[] = [];
     if (writes.erpOutbox.length > 0) {
-      await nativeQuery(em,
-        `insert into erp_outbox (external_id, kind, project_id, region, entry_id, milestone_id, revision, work_date, hours_hundredths, amount_minor, currency, transaction, trace_parent)
-         select x.external_id, x.kind, x.project_id, x.region, x.entry_id, x.milestone_id, x.revision, x.work_date, x.hours_hundredths, x.amount_minor, x.currency, x.transaction, x.trace_parent
+      // Written with the lease already running: the rows go to this instance's
+      // poster in memory and no other poster claims them meanwhile.
+      const inserted = await nativeQuery<{ id: string; external_id: string }>(em,
+        `insert into erp_outbox (external_id, kind, project_id, region, entry_id, milestone_id, revision, work_date, hours_hundredths, amount_minor, currency, transaction, trace_parent,
+           attempts, next_attempt_at)
+         select x.external_id, x.kind, x.project_id, x.region, x.entry_id, x.milestone_id, x.revision, x.work_date, x.hours_hundredths, x.amount_minor, x.currency, x.transaction, x.trace_parent,
+           1, now() + ($2::int * interval '1 millisecond')
          from jsonb_to_recordset($1::jsonb) as x(external_id text, kind text, project_id text, region text, entry_id text, milestone_id text, revision int,
            work_date date, hours_hundredths bigint, amount_minor bigint, currency text, transaction jsonb, trace_parent text)
-         on conflict (external_id) do nothing`,
-        [JSON.stringify(writes.erpOutbox)]);
+         on conflict (external_id) do nothing
+         returning id, external_id`,
+        [JSON.stringify(writes.erpOutbox), this.#options.erpLeaseMs ?? 30_000]);
+      const written = new Map(writes.erpOutbox.map((row) => [row.external_id as string, row]));
+      for (const { id, external_id: externalId } of inserted) {
+        const row = written.get(externalId);
+        if (!row) continue;
+        erpRows.push({
+          id, external_id: externalId, project_id: row.project_id as string, region: row.region as string,
+          transaction: row.transaction as Record<string, unknown>, trace_parent: (row.trace_parent as string | null) ?? null, attempts: 1,
+        });
+      }
     }
     if (writes.resolvedExceptionEntries.length > 0) {
       await nativeQuery(em, `update billing_exception b set status = 'resolved', resolved_at = now(), resolved_by = 'pipeline'
@@ -458,6 +478,7 @@ export class ProjectActors {
        from jsonb_to_recordset($1::jsonb) as x(project_id text, charged_minor bigint, reversed_minor bigint, held_minor bigint) where p.project_id = x.project_id`,
       [JSON.stringify(writes.projectTotals)]);
     await addToCounters(em, { duplicates: writes.duplicates, stale: writes.stale });
+    return erpRows;
   }
 
   async #decideMilestone(em: EntityManager, item: MilestoneItem, now: Date, postedMinor: bigint): Promise<
