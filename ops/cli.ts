@@ -34,7 +34,7 @@ INGEST_TOKEN`;
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
-    case 'start': return (await import('./commands/start.ts')).runStart();
+    case 'start': return (await import('./commands/start.ts')).runStartCommand();
     case 'erp-sandbox': return (await import('./commands/erp-sandbox.ts')).runErpSandbox();
     case 'demo': {
       const { values } = parseArgs({ args: rest, options: { entries: { type: 'string' }, 'keep-running': { type: 'boolean' }, seed: { type: 'string' } } });

@@ -234,7 +234,11 @@ export class BillingPipeline {
     this.#stop.next();
     this.#quarantine.complete();
     this.#released.complete();
-    await Promise.race([this.#drained, new Promise((r) => setTimeout(r, timeoutMs))]);
+    // The bound's timer is cleared once the turns have drained: left running, it
+    // kept a stopped `billstream start` process alive for the rest of the bound.
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([this.#drained, new Promise((r) => { bound = setTimeout(r, timeoutMs); })]);
+    clearTimeout(bound);
     this.#subscription?.unsubscribe();
   }
 

@@ -8,13 +8,14 @@ import { describe, expect, it } from 'vitest';
 import { formatMoney, lineAmount, parseHours, parseMoney } from '../pipeline/model/money.ts';
 import { startHarness, type Harness } from './support/billstream.ts';
 import { entry, publishProjects } from './support/fixtures.ts';
+import { startNodeFlags } from '../ops/commands/start.ts';
 
 const PROJECTS = 24;
 const PARTITIONS = 8;
 const LEASE_TTL_SECONDS = 3;
 
 function startInstance(h: Harness, instanceId: string): ChildProcess {
-  const child = spawn(process.execPath, ['ops/cli.ts', 'start'], {
+  const child = spawn(process.execPath, [...startNodeFlags(), 'ops/cli.ts', 'start'], {
     env: {
       ...process.env, NATS_URL: h.config.NATS_URL, DATABASE_URL: h.config.DATABASE_URL, ERP_BASE_URL: h.config.ERP_BASE_URL,
       HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', BILLSTREAM_PARTITIONS: String(PARTITIONS), BILLSTREAM_INSTANCE_ID: instanceId,

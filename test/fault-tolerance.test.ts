@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { lineAmount, parseHours, parseMoney, formatMoney } from '../pipeline/model/money.ts';
 import { startHarness, type Harness } from './support/billstream.ts';
 import { entry, publishProjects } from './support/fixtures.ts';
+import { startNodeFlags } from '../ops/commands/start.ts';
 
 const PROJECTS = 12;
 
@@ -56,7 +57,7 @@ async function expectChargedOnce(h: Harness, prefix: string, count: number, expe
 }
 
 function startPipelineProcess(h: Harness): ChildProcess {
-  const child = spawn(process.execPath, ['ops/cli.ts', 'start'], {
+  const child = spawn(process.execPath, [...startNodeFlags(), 'ops/cli.ts', 'start'], {
     env: {
       ...process.env, NATS_URL: h.config.NATS_URL, DATABASE_URL: h.config.DATABASE_URL, ERP_BASE_URL: h.config.ERP_BASE_URL,
       HTTP_PORT: '0', HTTP_HOST: '127.0.0.1', REFERENCE_GRACE_SECONDS: '300',

@@ -33,6 +33,7 @@ import { applyToView, type ReferenceItem } from '../../pipeline/reference-store.
 import { ReferenceView } from '../../pipeline/reference-view.ts';
 import { EntryRevision } from '../../pipeline/state/entities.ts';
 import { openLedger } from '../../pipeline/state/orm.ts';
+import { startNodeFlags } from '../commands/start.ts';
 import { cpuByGroup, cpuSpent, type CpuGroups } from './cpu-usage.ts';
 import { generateWeekClose, messagePayload, type IngestMessage, type WeekClose } from '../demo/week-close.ts';
 import { publishBounded } from '../demo/publishing.ts';
@@ -213,7 +214,8 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
 
   // BILLSTREAM_BENCH_NODE_ARGS passes flags to the measured process (say --cpu-prof).
   const nodeArgs = (process.env.BILLSTREAM_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, 'ops/cli.ts', 'start'], {
+  // With the heap budget `billstream start` gives itself, so the measured pid is the pipeline itself.
+  const child = spawn(process.execPath, [...startNodeFlags(), ...nodeArgs, 'ops/cli.ts', 'start'], {
     env: {
       ...process.env, NATS_URL: s.nats.url, DATABASE_URL: s.databaseUrl, ERP_BASE_URL: s.sandbox.url, HTTP_PORT: '0', HTTP_HOST: '127.0.0.1',
       REFERENCE_GRACE_SECONDS: '5', OTEL_EXPORTER_OTLP_ENDPOINT: '',
