@@ -88,7 +88,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
 
   const relay = new NatsRelay(orm, async (messages) => {
     metrics.observeRelayed(messages);
-    const acks = await publishAll(js, messages);
+    const acks = await publishAll(nc, messages);
     metrics.observeRelayAcked(acks.length);
     return acks;
   }, { onError: (err) => log(`nats relay: ${describe(err)}`) });

@@ -1,7 +1,7 @@
 // Publishing to JetStream with a message id (the broker's duplicate window is
 // the first filter against republished outbox rows) and the W3C trace context.
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
-import { headers as natsHeaders } from '@nats-io/transport-node';
+import { createInbox, headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { TRACEPARENT_HEADER, TRACESTATE_HEADER, extractTraceContext, injectTraceContext } from '../../pipeline/model/trace-context.ts';
 
 export interface OutgoingMessage {
@@ -12,8 +12,9 @@ export interface OutgoingMessage {
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
-export async function publishMessage(js: JetStreamClient, message: OutgoingMessage): Promise<PubAck> {
+function messageHeaders(message: OutgoingMessage): MsgHdrs {
   const h = natsHeaders();
   for (const [key, value] of Object.entries(message.headers ?? {})) {
     if (key !== TRACEPARENT_HEADER && key !== TRACESTATE_HEADER) h.set(key, value);
@@ -21,11 +22,80 @@ export async function publishMessage(js: JetStreamClient, message: OutgoingMessa
   // The trace context goes through the one propagation helper: a malformed
   // stored traceparent is dropped rather than passed on to consumers.
   if (message.headers) injectTraceContext(h, extractTraceContext(message.headers));
-  const data = typeof message.payload === 'string' ? encoder.encode(message.payload) : encoder.encode(JSON.stringify(message.payload));
-  return js.publish(message.subject, data, { msgID: message.msgId, headers: h });
+  return h;
 }
 
-/** Publishes many messages with their acks awaited together, so a batch costs one round trip of latency. */
-export async function publishAll(js: JetStreamClient, messages: readonly OutgoingMessage[]): Promise<PubAck[]> {
-  return Promise.all(messages.map((m) => publishMessage(js, m)));
+function payloadOf(message: OutgoingMessage): Uint8Array {
+  return typeof message.payload === 'string' ? encoder.encode(message.payload) : encoder.encode(JSON.stringify(message.payload));
+}
+
+export async function publishMessage(js: JetStreamClient, message: OutgoingMessage): Promise<PubAck> {
+  return js.publish(message.subject, payloadOf(message), { msgID: message.msgId, headers: messageHeaders(message) });
+}
+
+export class JetStreamPublishError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'JetStreamPublishError';
+  }
+}
+
+const NATS_MSG_ID = 'Nats-Msg-Id';
+
+/**
+ * Publishes many messages to JetStream and resolves with every message's PubAck,
+ * in order; rejects if any is refused or not acknowledged within `timeoutMs`.
+ *
+ * What `js.publish` does per message (a request: its own reply subscription
+ * entry, timer, promise and, on every answer, an Error built to cancel it) is
+ * done here once per batch: one reply subscription, one timer, each message
+ * published with a reply subject of its own index. The server's answers are
+ * the same PubAcks, duplicates (Nats-Msg-Id seen in the window) included.
+ */
+export async function publishAll(nc: NatsConnection, messages: readonly OutgoingMessage[], options: { timeoutMs?: number } = {}): Promise<PubAck[]> {
+  if (messages.length === 0) return [];
+  const inbox = createInbox();
+  const acks: (PubAck | undefined)[] = new Array<PubAck | undefined>(messages.length);
+  let remaining = messages.length;
+  return new Promise<PubAck[]>((resolve, reject) => {
+    let done = false;
+    function finish(err?: Error): void {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sub.unsubscribe();
+      if (err) reject(err);
+      else resolve(acks as PubAck[]);
+    }
+    const sub = nc.subscribe(`${inbox}.*`, {
+      callback: (err, msg) => {
+        if (err) { finish(err); return; }
+        const index = Number(msg.subject.slice(inbox.length + 1));
+        const message = messages[index];
+        if (!message || acks[index] !== undefined) return;
+        // No stream takes the subject: the server answers 503 with no body.
+        if (msg.headers?.code === 503) { finish(new JetStreamPublishError(`no stream stores ${message.subject}`)); return; }
+        let ack: PubAck & { error?: { code: number; description: string } };
+        try {
+          ack = JSON.parse(decoder.decode(msg.data)) as typeof ack;
+        } catch (cause) {
+          finish(new JetStreamPublishError(`an unreadable answer to the publish of ${message.subject}`, { cause }));
+          return;
+        }
+        if (ack.error) { finish(new JetStreamPublishError(`${message.subject} was refused: ${ack.error.description} (${ack.error.code})`)); return; }
+        acks[index] = { ...ack, duplicate: ack.duplicate ?? false };
+        if (--remaining === 0) finish();
+      },
+    });
+    const timer = setTimeout(() => finish(new JetStreamPublishError(`${remaining} of ${messages.length} messages were not acknowledged within ${options.timeoutMs ?? 10_000} ms`)), options.timeoutMs ?? 10_000);
+    try {
+      messages.forEach((message, index) => {
+        const h = messageHeaders(message);
+        h.set(NATS_MSG_ID, message.msgId);
+        nc.publish(message.subject, payloadOf(message), { reply: `${inbox}.${index}`, headers: h });
+      });
+    } catch (err) {
+      finish(err instanceof Error ? err : new JetStreamPublishError(String(err)));
+    }
+  });
 }

@@ -1,0 +1,53 @@
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
+import { startNatsServer, type TestNatsServer } from '../../test/support/nats-server.ts';
+import { JetStreamPublishError, publishAll } from './publish.ts';
+
+interface Setup extends AsyncDisposable { nats: TestNatsServer; nc: NatsConnection }
+
+async function setup(): Promise<Setup> {
+  const nats = await startNatsServer();
+  const nc = await connect({ servers: nats.url });
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: 'PUBLISH_SPEC', subjects: ['spec.>'], duplicate_window: 60_000_000_000 });
+  return {
+    nats, nc,
+    async [Symbol.asyncDispose]() {
+      await nc.close();
+      await nats[Symbol.asyncDispose]();
+    },
+  };
+}
+
+describe('publishAll', () => {
+  it('stores every message with its Nats-Msg-Id and headers and answers their PubAcks in order', async () => {
+    await using s = await setup();
+    const messages = Array.from({ length: 300 }, (_, i) => ({
+      subject: `spec.${i % 3}`, msgId: `m-${i}`, payload: { n: i }, headers: { 'Schema-Version': '1', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+    }));
+    const acks = await publishAll(s.nc, messages);
+    expect(acks.map((a) => a.seq)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    expect(acks.every((a) => a.stream === 'PUBLISH_SPEC' && a.duplicate === false)).toBe(true);
+    const jsm = await jetstreamManager(s.nc);
+    const stored = await jsm.streams.getMessage('PUBLISH_SPEC', { seq: 42 });
+    expect(stored?.json()).toEqual({ n: 41 });
+    expect(stored?.header.get('Nats-Msg-Id')).toBe('m-41');
+    expect(stored?.header.get('Schema-Version')).toBe('1');
+    expect(stored?.header.get('traceparent')).toBe('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
+  });
+
+  it('answers a message id seen within the duplicate window as a duplicate, storing nothing', async () => {
+    await using s = await setup();
+    await publishAll(s.nc, [{ subject: 'spec.a', msgId: 'once', payload: 'first' }]);
+    const [again] = await publishAll(s.nc, [{ subject: 'spec.a', msgId: 'once', payload: 'second' }]);
+    expect(again).toMatchObject({ seq: 1, duplicate: true });
+    expect((await (await jetstreamManager(s.nc)).streams.info('PUBLISH_SPEC')).state.messages).toBe(1);
+  });
+
+  it('rejects naming the subject when no stream stores it, and resolves an empty batch at once', async () => {
+    await using s = await setup();
+    await expect(publishAll(s.nc, [{ subject: 'nowhere.x', msgId: 'n-1', payload: {} }])).rejects.toThrow(new JetStreamPublishError('no stream stores nowhere.x'));
+    await expect(publishAll(s.nc, [])).resolves.toEqual([]);
+  });
+});
