@@ -1,11 +1,14 @@
 // Memory stays flat however deep the backlog: the consumer only pulls what the
-// pipeline holds (max_ack_pending), and the outboxes wait in PostgreSQL, not in
-// memory. A pipeline process whose heap is capped well below the backlog's size
+// pipeline holds (max_ack_pending, and the in-flight bytes), and the outboxes
+// wait in PostgreSQL, not in memory; an ERP slower than the actors slows the
+// consumer instead of piling unposted lines into the outbox. A pipeline process whose heap is capped well below the backlog's size
 // drains it without running out of memory, and its resident memory stays under
 // the 512 MiB budget of a week-close instance.
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { describe, expect, it } from 'vitest';
+import { STREAMS, ingestConsumerName } from '../connectors/nats/topology.ts';
 import { startHarness, type Harness } from './support/billstream.ts';
 import { entry, publishProjects } from './support/fixtures.ts';
 
@@ -73,4 +76,52 @@ describe('backpressure', () => {
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThan(512);
   }, 400_000);
+});
+
+describe('backpressure from the ERP', () => {
+  it('a rate-limited ERP slows the consumer: unposted lines stay within ERP_MAX_PENDING plus one turn, the backlog waits in the stream, and every entry is charged once', async () => {
+    await using h = await startHarness({
+      ERP_MAX_PENDING: '200', BILLSTREAM_BATCH_MAX_ENTRIES: '50', BILLSTREAM_TURN_MAX_ENTRIES: '100',
+      ERP_BATCH_SIZE: '50', ERP_POST_CONCURRENCY: '1', BILLSTREAM_MAX_ACK_PENDING: '300',
+    });
+    await publishProjects(h, 10);
+    const inFlight: Promise<void>[] = [];
+    for (let i = 0; i < 3000; i++) {
+      inFlight.push(h.publish(`ingest.time.amer.p-${i % 10}`, entry({ entryId: `slow-${i}`, projectId: `p-${i % 10}`, hours: 1 })));
+      if (inFlight.length >= 256) await Promise.all(inFlight.splice(0));
+    }
+    await Promise.all(inFlight);
+    // Two requests a second of 50 lines: the ERP takes 100 lines a second, the actors could decide thousands.
+    h.erp.setFaults({ rateLimitPerSecond: 2 });
+    await h.startRuntime();
+    const jsm = await jetstreamManager(h.client);
+    let maxPending = 0;
+    let posted = 0;
+    const deadline = Date.now() + 6_000;
+    while (Date.now() < deadline) {
+      const { rows } = await h.sql.query<{ pending: string; posted: string }>(
+        `select count(*) filter (where status = 'pending') as pending, count(*) filter (where status = 'posted') as posted from erp_outbox`);
+      maxPending = Math.max(maxPending, Number(rows[0]?.pending));
+      posted = Number(rows[0]?.posted);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const consumer = await jsm.consumers.info(STREAMS.ingest, ingestConsumerName('time'));
+    // The lines were being posted all along, slowly.
+    expect(posted).toBeGreaterThan(0);
+    expect(posted).toBeLessThan(3000);
+    // A turn is admitted while at most 200 lines wait and adds at most 100 more.
+    expect(maxPending).toBeGreaterThan(0);
+    expect(maxPending).toBeLessThanOrEqual(300);
+    // What is not decided yet is still in the stream, not in memory or the ledger.
+    expect(consumer.num_pending).toBeGreaterThan(0);
+
+    h.erp.setFaults({ rateLimitPerSecond: 0 });
+    await h.waitFor(async () => {
+      const { rows } = await h.sql.query<{ n: string }>(`select count(*) as n from erp_document where entry_id like 'slow-%'`);
+      return Number(rows[0]?.n) === 3000 || null;
+    }, 120_000, 'all 3,000 entries posted');
+    const { rows } = await h.sql.query<{ documents: string; entries: string }>(
+      `select count(*) as documents, count(distinct external_id) as entries from erp_document where entry_id like 'slow-%'`);
+    expect(rows[0]).toEqual({ documents: '3000', entries: '3000' });
+  }, 180_000);
 });
