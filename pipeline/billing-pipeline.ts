@@ -337,21 +337,56 @@ export class BillingPipeline {
   }
 
   async #turn(items: ActorItem[]): Promise<BatchTurnResult | null> {
-    let result: BatchTurnResult;
-    try {
-      result = await this.#actors.turnBatch(items);
-    } catch (err) {
-      // Nothing of the turn committed: every message comes back later. Released
-      // entries have no message; they are still stored as waiting and the sweep finds them.
-      for (const item of items) item.settle?.nak(2_000);
-      this.#options.onError?.(err, `batch turn of ${items.length} items`);
-      return null;
-    }
+    const result = await this.#decide(items);
+    if (result === null) return null;
     this.#recheckWaiting(result.turns, items);
     if (result.outboxRows > 0 || result.turns.some((t) => t.decisions.length > 0)) this.#options.onOutbox?.(result.erpRows);
     for (const turn of result.turns) this.#options.onTurn?.(turn);
     await this.#options.admit?.();
     return result;
+  }
+
+  /**
+   * One transaction for the batch; if it fails, one per project, so a project
+   * whose turn keeps failing (or a deadlock with another instance during a
+   * handover) holds back only its own entries, not its whole region's.
+   */
+  async #decide(items: ActorItem[]): Promise<BatchTurnResult | null> {
+    try {
+      return await this.#actors.turnBatch(items);
+    } catch (err) {
+      const byProject = new Map<string, ActorItem[]>();
+      for (const item of items) {
+        const projectId = item.type === 'time' ? item.entry.projectId : item.milestone.projectId;
+        const projectItems = byProject.get(projectId);
+        if (projectItems) projectItems.push(item);
+        else byProject.set(projectId, [item]);
+      }
+      if (byProject.size <= 1) {
+        this.#nak(items, err, `turn of project ${[...byProject.keys()].join('')}`);
+        return null;
+      }
+      this.#options.onError?.(err, `batch turn of ${items.length} items in ${byProject.size} projects (deciding them project by project)`);
+      const merged: BatchTurnResult = { turns: [], outboxRows: 0, erpRows: [] };
+      for (const [projectId, projectItems] of byProject) {
+        try {
+          const one = await this.#actors.turnBatch(projectItems);
+          merged.turns.push(...one.turns);
+          merged.outboxRows += one.outboxRows;
+          merged.erpRows.push(...one.erpRows);
+        } catch (projectErr) {
+          this.#nak(projectItems, projectErr, `turn of project ${projectId}`);
+        }
+      }
+      return merged;
+    }
+  }
+
+  /** Nothing of the turn committed: every message comes back later. Released
+   *  entries have no message; they are still stored as waiting and the sweep finds them. */
+  #nak(items: readonly ActorItem[], err: unknown, context: string): void {
+    for (const item of items) item.settle?.nak(2_000);
+    this.#options.onError?.(err, context);
   }
 
   /**
