@@ -101,7 +101,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
     orm,
     legacyErp?.port ?? cloudErp,
     (err) => (isErpRejected(err) ? err.errors.map((e) => ({ externalId: e.externalId ?? '', code: e.code, message: e.message })) : null),
-    { batchSize: config.ERP_BATCH_SIZE, leaseMs: config.ERP_POST_LEASE_SECONDS * 1000, concurrency: config.ERP_POST_CONCURRENCY, maxPending: config.ERP_MAX_PENDING, onPosted: (lines) => { metrics.observePosted(lines.length); relay.wake(); }, onError: (err) => log(`erp poster: ${describe(err)}`), tracing },
+    { batchSize: config.ERP_BATCH_SIZE, leaseMs: config.ERP_POST_LEASE_SECONDS * 1000, concurrency: config.ERP_POST_CONCURRENCY, maxPending: config.ERP_MAX_PENDING, onPosted: (lines, announcements) => { metrics.observePosted(lines.length); relay.publishCommitted(announcements); }, onError: (err) => log(`erp poster: ${describe(err)}`), tracing },
   );
   const actors = new ProjectActors(orm, { referenceGraceMs: config.REFERENCE_GRACE_SECONDS * 1000, tracing, erpLeaseMs: config.ERP_POST_LEASE_SECONDS * 1000 });
   const pipeline = new BillingPipeline(orm, view, actors, {
@@ -112,7 +112,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
     },
     maxConcurrentBatches: config.BILLSTREAM_MAX_CONCURRENT_BATCHES,
     maxTurnEntries: config.BILLSTREAM_TURN_MAX_ENTRIES,
-    onOutbox: (erpRows) => { poster.submit(erpRows); relay.wake(); },
+    onOutbox: (erpRows, enriched) => { poster.submit(erpRows); for (const batch of enriched) relay.publishCommitted(batch); relay.wake(); },
     admit: () => poster.admit(),
     onTurn: (result) => metrics.observeTurn(result),
     onError: (err, context) => log(`pipeline (${context}): ${describe(err)}`),

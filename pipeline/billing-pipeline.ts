@@ -24,7 +24,7 @@ import { tapRejected } from '../operators/tapRejected.ts';
 import { evaluateEntry } from './model/billing-rules.ts';
 import { decodeRecord, recordId } from './model/records.ts';
 import type { AssignmentRecord, FieldError, MilestoneRecord, RecordKind, TimeRecord } from './model/types.ts';
-import { addToCounters, exceptionRow, recordExceptions } from './exception-records.ts';
+import { addToCounters, exceptionRow, recordExceptions, type QueuedNatsBatch } from './exception-records.ts';
 import { ProjectActors, type ActorItem, type BatchTurnResult, type MilestoneItem, type Settlement, type TimeItem, type TurnResult } from './project-actor.ts';
 import { REFERENCE_KINDS, affectedProjects, applyToView, storeReferences, type ReferenceItem, type ReferenceKind } from './reference-store.ts';
 import type { ReferenceView } from './reference-view.ts';
@@ -80,8 +80,12 @@ export interface BillingPipelineOptions {
   dedupeCapacity?: number;
   onTurn?: (result: TurnResult) => void;
   onError?: (err: unknown, context: string) => void;
-  /** Called after a commit that wrote NATS outbox rows, with the ERP outbox rows it wrote (reserved for this instance's poster). */
-  onOutbox?: (erpRows: readonly ClaimedRow[]) => void;
+  /**
+   * Called after a commit that wrote outbox rows, with the ERP rows it wrote
+   * (reserved for this instance's poster) and its enriched messages' outbox
+   * batches (for the relay to publish from memory).
+   */
+  onOutbox?: (erpRows: readonly ClaimedRow[], enriched: readonly QueuedNatsBatch[]) => void;
   /** Notes each stage's timing for the entry's trace. @default EntryTracing.off */
   tracing?: EntryTracing;
 }
@@ -291,7 +295,7 @@ export class BillingPipeline {
         }), (row) => { const tp = traceParents.get(row.id); return tp ? { traceparent: tp } : null; });
       });
       for (const q of batch) q.message.ack();
-      this.#options.onOutbox?.([]);
+      this.#options.onOutbox?.([], []);
     } catch (err) {
       for (const q of batch) q.message.nak(2_000);
       this.#options.onError?.(err, 'quarantine');
@@ -340,7 +344,7 @@ export class BillingPipeline {
     const result = await this.#decide(items);
     if (result === null) return null;
     this.#recheckWaiting(result.turns, items);
-    if (result.outboxRows > 0 || result.turns.some((t) => t.decisions.length > 0)) this.#options.onOutbox?.(result.erpRows);
+    if (result.outboxRows > 0 || result.turns.some((t) => t.decisions.length > 0)) this.#options.onOutbox?.(result.erpRows, result.enriched);
     for (const turn of result.turns) this.#options.onTurn?.(turn);
     await this.#options.admit?.();
     return result;
@@ -367,13 +371,14 @@ export class BillingPipeline {
         return null;
       }
       this.#options.onError?.(err, `batch turn of ${items.length} items in ${byProject.size} projects (deciding them project by project)`);
-      const merged: BatchTurnResult = { turns: [], outboxRows: 0, erpRows: [] };
+      const merged: BatchTurnResult = { turns: [], outboxRows: 0, erpRows: [], enriched: [] };
       for (const [projectId, projectItems] of byProject) {
         try {
           const one = await this.#actors.turnBatch(projectItems);
           merged.turns.push(...one.turns);
           merged.outboxRows += one.outboxRows;
           merged.erpRows.push(...one.erpRows);
+          merged.enriched.push(...one.enriched);
         } catch (projectErr) {
           this.#nak(projectItems, projectErr, `turn of project ${projectId}`);
         }

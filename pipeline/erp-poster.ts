@@ -14,7 +14,7 @@
 // dead versions those rewrites left at the head of the pending index.
 import { createHash } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
-import { exceptionRow, queueNatsMessages, recordExceptions, type NatsOutboxRow } from './exception-records.ts';
+import { exceptionRow, queueNatsMessages, recordExceptions, type NatsOutboxRow, type QueuedNatsBatch } from './exception-records.ts';
 import { EntryTracing } from './entry-tracing.ts';
 import { textArray } from './state/sql-arrays.ts';
 import { nativeQuery } from './state/native-sql.ts';
@@ -49,7 +49,8 @@ export interface ErpPosterOptions {
   maxPending?: number;
   /** Sleep between polls when the outbox is empty (a wake() cuts it short). @default 500 ms */
   idleMs?: number;
-  onPosted?: (lines: PostedOutboxRow[]) => void;
+  /** After the posted lines' transaction committed, with their billing.posted.* announcements' outbox batch (for the relay to publish from memory). */
+  onPosted?: (lines: PostedOutboxRow[], announcements: QueuedNatsBatch | null) => void;
   onError?: (err: unknown) => void;
   /** Traces each post (a batch span linked to its entries, an erp.posted span in each entry's trace). @default EntryTracing.off */
   tracing?: EntryTracing;
@@ -251,20 +252,21 @@ export class ErpPoster {
       if (!result) continue;
       posted.push({ externalId: row.external_id, documentId: result.documentId, projectId: row.project_id, region: row.region, traceParent: row.trace_parent, transaction: row.transaction });
     }
-    await this.#orm.em.fork().transactional(async (em) => {
+    const announcements = await this.#orm.em.fork().transactional(async (em) => {
       await nativeQuery(em,
         `update erp_outbox o set status = 'posted', document_id = x.document_id, posted_at = now(), last_error = null
          from jsonb_to_recordset($1::jsonb) as x(external_id text, document_id text) where o.external_id = x.external_id`,
         [JSON.stringify(posted.map((p) => ({ external_id: p.externalId, document_id: p.documentId })))]);
-      await queueNatsMessages(em as EntityManager, posted.map(postedAnnouncement));
+      const queued = await queueNatsMessages(em as EntityManager, posted.map(postedAnnouncement));
       // A rejected document replayed from the exception workbench has now landed.
       await nativeQuery(em,
         `update billing_exception set status = 'resolved', resolved_at = now(), resolved_by = 'pipeline'
          where code = 'erp_rejected' and status = 'replayed' and record->>'externalId' in (select jsonb_array_elements_text($1::jsonb))`,
         [JSON.stringify(posted.map((p) => p.externalId))]);
+      return queued;
     });
     this.#settled(posted.length);
-    this.#options.onPosted?.(posted);
+    this.#options.onPosted?.(posted, announcements);
     return posted.length;
   }
 

@@ -4,10 +4,15 @@
 // transaction that wrote it, published in order. A crash between publish and
 // delete republishes with the same Nats-Msg-Id, which the stream's duplicate
 // window absorbs.
+//
+// A batch whose writer hands it over after its commit (`publishCommitted`) is
+// published from memory and its row deleted; the poll reads back only the rows
+// no one handed over (other writers, or what a crashed process left).
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { textArray } from './state/sql-arrays.ts';
 import { nativeQuery } from './state/native-sql.ts';
 
+/** A message to publish; a string payload is sent as it is (already serialised JSON). */
 export interface OutboxMessage { subject: string; msgId: string; payload: unknown; headers: Record<string, string> | null }
 
 export interface NatsRelayOptions {
@@ -25,6 +30,8 @@ export class NatsRelay {
   #running = false;
   #loop: Promise<void> = Promise.resolve();
   #waker: (() => void) | null = null;
+  /** Committed batches handed over in memory, in commit order. */
+  #committed: { id: string; messages: OutboxMessage[] }[] = [];
 
   constructor(orm: MikroORM, publish: (messages: OutboxMessage[]) => Promise<unknown>, options: NatsRelayOptions = {}) {
     this.#orm = orm;
@@ -38,21 +45,49 @@ export class NatsRelay {
     this.#loop = this.#run();
   }
 
+  /** Stops polling; what was handed over in memory is still published (or left to the next poll). */
   async stop(): Promise<void> {
     this.#running = false;
     this.wake();
     await this.#loop;
+    while (this.#committed.length > 0) if ((await this.#relayCommitted().catch(() => 0)) === 0) break;
   }
 
   wake(): void {
     this.#waker?.();
   }
 
+  /** A batch whose transaction has committed: published from memory, in order, then its outbox row deleted. */
+  publishCommitted(batch: { id: string; messages: OutboxMessage[] } | null): void {
+    if (!batch) return;
+    this.#committed.push(batch);
+    this.wake();
+  }
+
+  /** Publishes the handed-over batches; returns how many messages went out. */
+  async #relayCommitted(): Promise<number> {
+    const batches = this.#committed.splice(0, this.#options.batchSize);
+    if (batches.length === 0) return 0;
+    let relayed = 0;
+    try {
+      for (const batch of batches) {
+        await this.#publish(batch.messages);
+        relayed += batch.messages.length;
+      }
+    } catch (err) {
+      // Their rows are still in the outbox: the poll publishes them.
+      this.#options.onError?.(err);
+      return relayed;
+    }
+    await nativeQuery(this.#orm.em.fork() as EntityManager, `delete from nats_outbox_batch where id = any($1::bigint[])`, [textArray(batches.map((b) => b.id))]);
+    return relayed;
+  }
+
   async #run(): Promise<void> {
     while (this.#running) {
       let relayed = 0;
       try {
-        relayed = await this.relayOnce();
+        relayed = (await this.#relayCommitted()) + (this.#committed.length === 0 ? await this.relayOnce() : 0);
       } catch (err) {
         this.#options.onError?.(err);
       }
@@ -68,8 +103,12 @@ export class NatsRelay {
   /** Publishes up to `batchSize` outbox rows; returns how many messages went out. */
   async relayOnce(): Promise<number> {
     return this.#orm.em.fork().transactional(async (em) => {
+      // Rows handed over in memory are left to that path (one taken here anyway
+      // in the instant before its handover is published twice, which the
+      // stream's duplicate window absorbs).
       const rows = await nativeQuery<{ id: string; messages: string }>(em,
-        `select id, messages from nats_outbox_batch order by id limit $1 for update skip locked`, [this.#options.batchSize]);
+        `select id, messages from nats_outbox_batch where not (id = any($2::bigint[])) order by id limit $1 for update skip locked`,
+        [this.#options.batchSize, textArray(this.#committed.map((b) => b.id))]);
       if (rows.length === 0) return 0;
       let relayed = 0;
       for (const row of rows) {

@@ -16,7 +16,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import { planRevision, wouldExceedCap, type EnrichmentOutcome } from './model/billing-rules.ts';
 import { formatHours, formatMoney, parseHours, parseMoney } from './model/money.ts';
 import type { ExceptionCode, MilestoneRecord, ProjectRecord, TimeRecord } from './model/types.ts';
-import { addToCounters, exceptionRow, queueNatsMessages, recordExceptions, type ExceptionRow, type NatsOutboxRow } from './exception-records.ts';
+import { addToCounters, exceptionRow, queueNatsMessages, recordExceptions, type ExceptionRow, type NatsOutboxRow, type QueuedNatsBatch } from './exception-records.ts';
 import type { ReferenceSnapshot } from './reference-view.ts';
 import { textArray } from './state/sql-arrays.ts';
 import { nativeQuery } from './state/native-sql.ts';
@@ -138,6 +138,8 @@ export interface BatchTurnResult {
   outboxRows: number;
   /** The rows this turn wrote, reserved for this instance's poster until the lease runs out: it posts them from memory. */
   erpRows: ClaimedRow[];
+  /** The enriched messages this turn queued, for the relay to publish from memory once committed. */
+  enriched: QueuedNatsBatch[];
 }
 
 export class ProjectActors {
@@ -225,8 +227,8 @@ export class ProjectActors {
       const trace = traces.get(projectId) as TurnTrace;
       turns.push(await this.#decideProject(em, projectId, projectItems, totals.get(projectId), { entryStates, seenRevisions, writes, trace, now, deferred }));
     }
-    const erpRows = await this.#write(em, writes);
-    return { result: { turns, outboxRows: writes.erpOutbox.length, erpRows }, deferred };
+    const { erpRows, enriched } = await this.#write(em, writes);
+    return { result: { turns, outboxRows: writes.erpOutbox.length, erpRows, enriched: enriched ? [enriched] : [] }, deferred };
   }
 
   /**
@@ -436,7 +438,7 @@ export class ProjectActors {
   }
 
   /** One statement per table for the whole batch; returns the ERP outbox rows it wrote. */
-  async #write(em: EntityManager, writes: TurnWrites): Promise<ClaimedRow[]> {
+  async #write(em: EntityManager, writes: TurnWrites): Promise<{ erpRows: ClaimedRow[]; enriched: QueuedNatsBatch | null }> {
     await writeRevisions(em, writes.revisions);
     if (writes.reversedRevisions.length > 0) {
       await nativeQuery(em, `update entry_revision e set stage = 'reversed' from jsonb_to_recordset($1::jsonb) as x(entry_id text, revision int)
@@ -472,13 +474,13 @@ export class ProjectActors {
         where b.entry_id = x.entry_id and b.revision = x.revision and b.status in ('open', 'replayed')`, [JSON.stringify(writes.resolvedExceptionEntries)]);
     }
     await recordExceptions(em, writes.exceptions, (row) => writes.exceptionHeaders.get(row.id) ?? null);
-    await queueNatsMessages(em, writes.nats);
+    const enriched = await queueNatsMessages(em, writes.nats);
     await nativeQuery(em,
       `update project_billing p set charged_minor = x.charged_minor, reversed_minor = x.reversed_minor, held_minor = x.held_minor, turns = p.turns + 1, updated_at = now()
        from jsonb_to_recordset($1::jsonb) as x(project_id text, charged_minor bigint, reversed_minor bigint, held_minor bigint) where p.project_id = x.project_id`,
       [JSON.stringify(writes.projectTotals)]);
     await addToCounters(em, { duplicates: writes.duplicates, stale: writes.stale });
-    return erpRows;
+    return { erpRows, enriched };
   }
 
   async #decideMilestone(em: EntityManager, item: MilestoneItem, now: Date, postedMinor: bigint): Promise<
