@@ -25,7 +25,7 @@ import { evaluateEntry } from './model/billing-rules.ts';
 import { decodeRecord, recordId } from './model/records.ts';
 import type { AssignmentRecord, FieldError, MilestoneRecord, RecordKind, TimeRecord } from './model/types.ts';
 import { addToCounters, exceptionRow, recordExceptions, type QueuedNatsBatch } from './exception-records.ts';
-import { ProjectActors, type ActorItem, type BatchTurnResult, type MilestoneItem, type Settlement, type TimeItem, type TurnResult } from './project-actor.ts';
+import { ProjectActors, groupByProject, type ActorItem, type BatchTurnResult, type MilestoneItem, type Settlement, type TimeItem, type TurnResult } from './project-actor.ts';
 import { REFERENCE_KINDS, affectedProjects, applyToView, storeReferences, type ReferenceItem, type ReferenceKind } from './reference-store.ts';
 import type { ReferenceView } from './reference-view.ts';
 import { textArray } from './state/sql-arrays.ts';
@@ -359,13 +359,7 @@ export class BillingPipeline {
     try {
       return await this.#actors.turnBatch(items);
     } catch (err) {
-      const byProject = new Map<string, ActorItem[]>();
-      for (const item of items) {
-        const projectId = item.type === 'time' ? item.entry.projectId : item.milestone.projectId;
-        const projectItems = byProject.get(projectId);
-        if (projectItems) projectItems.push(item);
-        else byProject.set(projectId, [item]);
-      }
+      const byProject = groupByProject(items);
       if (byProject.size <= 1) {
         this.#nak(items, err, `turn of project ${[...byProject.keys()].join('')}`);
         return null;

@@ -112,8 +112,16 @@ function emptyCounts(): TurnCounts {
   return { charged: 0, reversed: 0, nonBillable: 0, notChargeable: 0, held: 0, waiting: 0, exceptions: 0, duplicates: 0, stale: 0, milestones: 0, deferred: 0 };
 }
 
-function projectIdOf(item: ActorItem): string {
-  return item.type === 'time' ? item.entry.projectId : item.milestone.projectId;
+/** A batch's items by project, each project's in arrival order, the projects in the order they first appear. */
+export function groupByProject(items: readonly ActorItem[]): Map<string, ActorItem[]> {
+  const byProject = new Map<string, ActorItem[]>();
+  for (const item of items) {
+    const projectId = item.type === 'time' ? item.entry.projectId : item.milestone.projectId;
+    const mailbox = byProject.get(projectId);
+    if (mailbox) mailbox.push(item);
+    else byProject.set(projectId, [item]);
+  }
+  return byProject;
 }
 
 /** Everything a batch turn writes, gathered across its projects and written set-based at the end. */
@@ -159,12 +167,6 @@ export class ProjectActors {
     return this.#lastTurnAt.size;
   }
 
-  /** One turn of one project's actor; the caller guarantees turns of a project never overlap. */
-  async turn(projectId: string, items: readonly ActorItem[]): Promise<TurnResult> {
-    const { turns } = await this.turnBatch(items.filter((item) => projectIdOf(item) === projectId));
-    return turns[0] ?? { projectId, counts: emptyCounts(), outboxRows: 0, decisions: [] };
-  }
-
   /**
    * One turn for every project with items in `items` (a regional batch), in ONE
    * transaction: each project's items are decided in arrival order against its
@@ -175,13 +177,7 @@ export class ProjectActors {
    * instances during a lease handover. Messages are acked after the commit.
    */
   async turnBatch(items: readonly ActorItem[]): Promise<BatchTurnResult> {
-    const byProject = new Map<string, ActorItem[]>();
-    for (const item of items) {
-      const projectId = projectIdOf(item);
-      const mailbox = byProject.get(projectId);
-      if (mailbox) mailbox.push(item);
-      else byProject.set(projectId, [item]);
-    }
+    const byProject = groupByProject(items);
     const now = Date.now();
     const tracing = this.#options.tracing ?? EntryTracing.off;
     const traces = new Map<string, TurnTrace>();
