@@ -6,6 +6,9 @@ import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65535);
 
+/** Heap budget of `billstream start` in MiB (see ops/commands/start.ts). */
+export const DEFAULT_HEAP_MIB = 320;
+
 const regionWindow = z.strictObject({
   maxCount: z.number().int().positive().max(20_000).optional(),
   maxBytes: z.number().int().positive().optional(),
@@ -39,7 +42,7 @@ export const configSchema = z.object({
   BILLSTREAM_TURN_MAX_ENTRIES: z.coerce.number().int().positive().max(50_000).default(4000).describe('Entries one regional turn (transaction) takes at most: a busy region\'s batches that queued meanwhile go together'),
   BILLSTREAM_MAX_CONCURRENT_BATCHES: z.coerce.number().int().positive().default(4).describe('Regional batch transactions running at once (one region\'s batches never overlap)'),
   BILLSTREAM_MAX_ACK_PENDING: z.coerce.number().int().positive().default(10_000).describe('Unacked messages per ingest consumer: the in-flight bound'),
-  BILLSTREAM_HEAP_MIB: z.coerce.number().int().min(0).default(384).describe('Heap budget of `billstream start` in MiB (V8\'s --max-old-space-size; 0 = V8\'s own limit)'),
+  BILLSTREAM_HEAP_MIB: z.coerce.number().int().min(0).default(DEFAULT_HEAP_MIB).describe('Heap budget of `billstream start` in MiB (V8\'s --max-old-space-size; 0 = V8\'s own limit)'),
   BILLSTREAM_MAX_IN_FLIGHT_BYTES: z.coerce.number().int().positive().default(64 * 1024 * 1024).describe('Payload bytes of unacked messages per ingest consumer held in memory: past it the consumer stops pulling'),
   ERP_MAX_PENDING: z.coerce.number().int().positive().default(20_000).describe('ERP outbox lines this instance lets wait for posting before its batches wait (backpressure from a slow or rate-limited ERP onto the consumer)'),
   BILLSTREAM_ACK_WAIT_SECONDS: z.coerce.number().positive().default(60).describe('How long a delivered ingest message may stay unacked before the broker redelivers it (a crashed instance\'s messages come back after this)'),

@@ -1,7 +1,7 @@
 // `billstream start`: the long-running pipeline. SIGTERM or SIGINT drains it:
 // intake stops, turns in flight commit and ack, the outboxes flush, then exit.
 //
-// It runs with a heap budget (BILLSTREAM_HEAP_MIB, default 384). The pipeline's
+// It runs with a heap budget (BILLSTREAM_HEAP_MIB, default 320). The pipeline's
 // live data is bounded (in-flight messages, one turn per lane, the dedupe
 // window), but V8 sizes its heap from the allocation rate, not the live set: a
 // week close left the heap at several times what was alive (a snapshot mid-drain
@@ -11,11 +11,8 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { createDatabaseIfMissing } from '../embedded/services.ts';
-import { ConfigError, loadConfig } from '../config.ts';
+import { ConfigError, DEFAULT_HEAP_MIB, loadConfig } from '../config.ts';
 import { startRuntime } from '../runtime.ts';
-
-/** @default 384 MiB; 0 leaves the heap to V8's own limit. */
-export const DEFAULT_HEAP_MIB = 384;
 
 /** The V8 flags `billstream start` runs with: what the benchmark's measured process is started with too. */
 export function startNodeFlags(env: NodeJS.ProcessEnv = process.env): string[] {
