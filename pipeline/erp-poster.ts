@@ -121,11 +121,6 @@ export class ErpPoster {
     this.#wakeLoops();
   }
 
-  /** Lines queued and not settled yet. */
-  get pending(): number {
-    return this.#pending;
-  }
-
   /** Resolves once the lines waiting for this poster are at most `maxPending` (at once while stopped). */
   admit(): Promise<void> {
     if (!this.#running || this.#pending <= this.#options.maxPending) return Promise.resolve();
