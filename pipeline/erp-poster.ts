@@ -208,7 +208,7 @@ export class ErpPoster {
     const startedAt = this.#tracing.now();
     let results: ErpPostedLine[];
     try {
-      results = await this.#erp.postTransactions(rows.map((r) => r.transaction), key);
+      results = await this.#erp.postTransactions(rows.map((r) => canonicalLine(r.transaction)), key);
     } catch (err) {
       const lineErrors = this.#rejection(err);
       if (lineErrors) {
@@ -298,6 +298,20 @@ export class ErpPoster {
       `update erp_outbox set next_attempt_at = now() + ($1::int * interval '1 millisecond'), last_error = $2 where id = any($3::bigint[])`,
       [delayMs, message.slice(0, 500), textArray(rows.map((r) => r.id))]);
   }
+}
+
+/**
+ * A line with its fields in one fixed order, however the row was read. A batch
+ * is posted under an Idempotency-Key derived from its externalIds, and the ERP
+ * refuses that key with a different body. The same batch can be posted from
+ * memory by the turn's instance (fields in the order they were built) and, after
+ * that instance died, by another from the ledger (jsonb reorders keys), so the
+ * body must not depend on which.
+ */
+export function canonicalLine(transaction: Record<string, unknown>): Record<string, unknown> {
+  const line: Record<string, unknown> = {};
+  for (const key of Object.keys(transaction).sort()) line[key] = transaction[key];
+  return line;
 }
 
 function postedAnnouncement(row: PostedOutboxRow): NatsOutboxRow {
