@@ -28,7 +28,7 @@ import { addToCounters, exceptionRow, recordExceptions, type QueuedNatsBatch } f
 import { ProjectActors, groupByProject, type ActorItem, type BatchTurnResult, type MilestoneItem, type Settlement, type TimeItem, type TurnResult } from './project-actor.ts';
 import { REFERENCE_KINDS, affectedProjects, applyToView, storeReferences, type ReferenceItem, type ReferenceKind } from './reference-store.ts';
 import type { ReferenceView } from './reference-view.ts';
-import { textArray } from './state/sql-arrays.ts';
+import { nativeQuery } from './state/native-sql.ts';
 import { EntryTracing, type EntryTiming } from './entry-tracing.ts';
 import type { ClaimedRow } from './erp-poster.ts';
 
@@ -412,9 +412,9 @@ export class BillingPipeline {
     if (projectIds !== null && projectIds.length === 0) return 0;
     const clauses = ["stage = 'waiting'"];
     const params: unknown[] = [];
-    if (projectIds) { clauses.push('project_id = any(?::text[])'); params.push(textArray(projectIds)); }
-    if (onlyExpired) { clauses.push(`first_seen_at <= now() - (? * interval '1 millisecond')`); params.push(this.#options.referenceGraceMs); }
-    const rows = await this.#orm.em.fork().execute<{ record: TimeRecord; region: string; first_seen_at: string; trace_parent: string | null; trace_id: string | null }[]>(
+    if (projectIds) { params.push(projectIds); clauses.push(`project_id = any($${params.length}::text[])`); }
+    if (onlyExpired) { params.push(this.#options.referenceGraceMs); clauses.push(`first_seen_at <= now() - ($${params.length}::int * interval '1 millisecond')`); }
+    const rows = await nativeQuery<{ record: TimeRecord; region: string; first_seen_at: string; trace_parent: string | null; trace_id: string | null }>(this.#orm.em.fork() as EntityManager,
       `select record, region, first_seen_at, trace_parent, trace_id from entry_revision where ${clauses.join(' and ')} order by first_seen_at limit 20000`, params);
     for (const row of rows) {
       // In cluster mode another instance's actor owns this project: it releases its own.

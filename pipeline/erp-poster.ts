@@ -16,7 +16,6 @@ import { createHash } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { exceptionRow, queueNatsMessages, recordExceptions, type NatsOutboxRow, type QueuedNatsBatch } from './exception-records.ts';
 import { EntryTracing } from './entry-tracing.ts';
-import { textArray } from './state/sql-arrays.ts';
 import { nativeQuery } from './state/native-sql.ts';
 
 export interface ErpLineError { externalId: string; code: string; message: string }
@@ -275,7 +274,7 @@ export class ErpPoster {
         [JSON.stringify(rejected.map((r) => ({ external_id: r.external_id, message: byExternalId.get(r.external_id)?.message })))]);
       // The ERP refuses the whole request when any line is bad; the good lines go again at once.
       await nativeQuery(em, `update erp_outbox set next_attempt_at = now() where id = any($1::bigint[]) and status = 'pending'`,
-        [textArray(rows.filter((r) => !byExternalId.has(r.external_id)).map((r) => r.id))]);
+        [rows.filter((r) => !byExternalId.has(r.external_id)).map((r) => r.id)]);
       await recordExceptions(em as EntityManager, rejected.map((r) => {
         const error = byExternalId.get(r.external_id) as ErpLineError;
         const tx = r.transaction;
@@ -296,7 +295,7 @@ export class ErpPoster {
     const delayMs = Math.min(60_000, 500 * 2 ** Math.min(attempts, 7));
     await nativeQuery(this.#orm.em.fork() as EntityManager,
       `update erp_outbox set next_attempt_at = now() + ($1::int * interval '1 millisecond'), last_error = $2 where id = any($3::bigint[])`,
-      [delayMs, message.slice(0, 500), textArray(rows.map((r) => r.id))]);
+      [delayMs, message.slice(0, 500), rows.map((r) => r.id)]);
   }
 }
 

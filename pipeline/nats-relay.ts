@@ -9,7 +9,6 @@
 // published from memory and its row deleted; the poll reads back only the rows
 // no one handed over (other writers, or what a crashed process left).
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
-import { textArray } from './state/sql-arrays.ts';
 import { nativeQuery } from './state/native-sql.ts';
 
 /** A message to publish; a string payload is sent as it is (already serialised JSON). */
@@ -79,7 +78,7 @@ export class NatsRelay {
       this.#options.onError?.(err);
       return relayed;
     }
-    await nativeQuery(this.#orm.em.fork() as EntityManager, `delete from nats_outbox_batch where id = any($1::bigint[])`, [textArray(batches.map((b) => b.id))]);
+    await nativeQuery(this.#orm.em.fork() as EntityManager, `delete from nats_outbox_batch where id = any($1::bigint[])`, [batches.map((b) => b.id)]);
     return relayed;
   }
 
@@ -108,7 +107,7 @@ export class NatsRelay {
       // stream's duplicate window absorbs).
       const rows = await nativeQuery<{ id: string; messages: string }>(em,
         `select id, messages from nats_outbox_batch where not (id = any($2::bigint[])) order by id limit $1 for update skip locked`,
-        [this.#options.batchSize, textArray(this.#committed.map((b) => b.id))]);
+        [this.#options.batchSize, this.#committed.map((b) => b.id)]);
       if (rows.length === 0) return 0;
       let relayed = 0;
       for (const row of rows) {
@@ -116,7 +115,7 @@ export class NatsRelay {
         await this.#publish(messages.map((m) => ({ subject: m.subject, msgId: m.msg_id, payload: m.payload, headers: m.headers })));
         relayed += messages.length;
       }
-      await nativeQuery(em, `delete from nats_outbox_batch where id = any($1::bigint[])`, [textArray(rows.map((r) => r.id))]);
+      await nativeQuery(em, `delete from nats_outbox_batch where id = any($1::bigint[])`, [rows.map((r) => r.id)]);
       return relayed;
     });
   }

@@ -18,7 +18,6 @@ import { formatHours, formatMoney, parseHours, parseMoney } from './model/money.
 import type { ExceptionCode, MilestoneRecord, ProjectRecord, TimeRecord } from './model/types.ts';
 import { addToCounters, exceptionRow, queueNatsMessages, recordExceptions, type ExceptionRow, type NatsOutboxRow, type QueuedNatsBatch } from './exception-records.ts';
 import type { ReferenceSnapshot } from './reference-view.ts';
-import { textArray } from './state/sql-arrays.ts';
 import { nativeQuery } from './state/native-sql.ts';
 import { EntryTracing, type EntryTiming, type TurnTrace } from './entry-tracing.ts';
 import type { ClaimedRow } from './erp-poster.ts';
@@ -205,11 +204,11 @@ export class ProjectActors {
     const deferred = new Set<ActorItem>();
     const projectIds = [...byProject.keys()].sort();
 
-    await nativeQuery(em, `insert into project_billing (project_id) select unnest($1::text[]) on conflict do nothing`, [textArray(projectIds)]);
+    await nativeQuery(em, `insert into project_billing (project_id) select unnest($1::text[]) on conflict do nothing`, [projectIds]);
     const totals = new Map<string, { charged_minor: string; reversed_minor: string; held_minor: string }>();
     for (const row of await nativeQuery<{ project_id: string; charged_minor: string; reversed_minor: string; held_minor: string }>(em,
       `select project_id, charged_minor, reversed_minor, held_minor from project_billing
-       where project_id = any($1::text[]) order by project_id for update`, [textArray(projectIds)])) {
+       where project_id = any($1::text[]) order by project_id for update`, [projectIds])) {
       totals.set(row.project_id, row);
     }
 
@@ -240,7 +239,7 @@ export class ProjectActors {
     const entryIds = [...new Set(timeItems.map((i) => i.entry.entryId))];
     const rows = await nativeQuery<{ entry_id: string; revision: number; stage: string; first_seen_at: string; amount_minor: string | null; hours_hundredths: string }>(em,
       `select entry_id, revision, stage, first_seen_at, amount_minor, hours_hundredths from entry_revision
-       where entry_id = any($1::text[])`, [textArray(entryIds)]);
+       where entry_id = any($1::text[])`, [entryIds]);
     for (const row of rows) {
       seenRevisions.set(`${row.entry_id}:${row.revision}`, row);
       let state = entryStates.get(row.entry_id);
@@ -260,7 +259,7 @@ export class ProjectActors {
     }
     if (reversible.size > 0) {
       for (const row of await nativeQuery<{ entry_id: string; transaction: Record<string, string | number> }>(em,
-        `select entry_id, transaction from erp_outbox where external_id = any($1::text[])`, [textArray(reversible)])) {
+        `select entry_id, transaction from erp_outbox where external_id = any($1::text[])`, [[...reversible]])) {
         const state = entryStates.get(row.entry_id);
         if (state) state.chargedTransaction = row.transaction;
       }

@@ -7,7 +7,11 @@
 // goes to PostgreSQL with `$1, $2, ...` placeholders and its parameters apart,
 // on the connection of the entity manager's transaction when it has one, so a
 // unit of work stays one transaction whichever way its statements travel.
-// JavaScript arrays travel as PostgreSQL arrays (`= any($1::text[])`).
+// JavaScript arrays travel as PostgreSQL arrays: `where entry_id = any($1::text[])`.
+// That form matters on hot paths: with `in (select jsonb_array_elements_text($1))`
+// the planner guesses 100 rows from the function and prefers a hash join over a
+// sequential scan of the whole table, which grows with every entry ever seen;
+// `= any(array)` is an index scan.
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 
