@@ -127,7 +127,10 @@ export class PartitionedIntake {
     const durable = partitionConsumerName(partition);
     await ensureConsumer(this.#jsm, STREAMS.partitioned, durable, `part.${partition}.>`, this.#options.topology);
     const owned: OwnedPartition = { revision, inFlight: 0, subscription: null as unknown as Subscription };
-    owned.subscription = jetStreamSource(this.#js, { stream: STREAMS.partitioned, durable, ...(this.#options.inFlight ? { inFlight: this.#options.inFlight() } : {}) }).subscribe({
+    owned.subscription = jetStreamSource(this.#js, {
+      stream: STREAMS.partitioned, durable, ...(this.#options.inFlight ? { inFlight: this.#options.inFlight() } : {}),
+      onRestart: (err) => this.#log(`partition ${partition} consumer starts again: ${String(err)}`),
+    }).subscribe({
       next: (msg) => {
         const incoming = this.#unwrap(msg, partition, owned);
         (incoming.subject.startsWith('ingest.milestone.') ? this.#milestone : this.#time).next(incoming);
@@ -178,7 +181,7 @@ export class PartitionedIntake {
     for (const kind of ROUTED_KINDS) {
       const durable = routerConsumerName(kind);
       await ensureConsumer(this.#jsm, STREAMS.ingest, durable, `ingest.${kind}.>`, this.#options.topology);
-      subscriptions.push(jetStreamSource(this.#js, { stream: STREAMS.ingest, durable }).pipe(
+      subscriptions.push(jetStreamSource(this.#js, { stream: STREAMS.ingest, durable, onRestart: (err) => this.#log(`router of ${kind} starts again: ${String(err)}`) }).pipe(
         // Publishes leave in arrival order on one connection, so a project's
         // messages keep their order in the partition; acks follow the stores.
         mergeMap((msg) => from(this.#route(msg)), 256),
