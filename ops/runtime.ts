@@ -64,6 +64,8 @@ export interface Runtime {
   http: FastifyInstance | null;
   /** Where the ops server listens, e.g. http://127.0.0.1:8080. */
   httpUrl: string | null;
+  /** Settles with the error that stopped the pipeline, if one ever does (`billstream start` then exits non-zero). */
+  failed: Promise<unknown>;
   stop(): Promise<void>;
 }
 
@@ -76,6 +78,8 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
   await ensureTopology(jsm, RECORD_KINDS, { maxAckPending: config.BILLSTREAM_MAX_ACK_PENDING, ackWaitMs: config.BILLSTREAM_ACK_WAIT_SECONDS * 1000, onWarning: log });
   const js = jetstream(nc);
 
+  let failedWith: (err: unknown) => void = () => undefined;
+  const failed = new Promise<unknown>((resolve) => { failedWith = resolve; });
   const orm = await openLedger({ databaseUrl: config.DATABASE_URL, poolSize: config.BILLSTREAM_MAX_CONCURRENT_BATCHES + 8 });
   const view = await loadReferenceView(orm.em.fork());
   // `actors` is read only at scrape time, long after it exists.
@@ -116,12 +120,15 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
     admit: () => poster.admit(),
     onTurn: (result) => metrics.observeTurn(result),
     onError: (err, context) => log(`pipeline (${context}): ${describe(err)}`),
+    onFailed: (err) => failedWith(err),
     tracing,
   });
 
   // Each consumer's unsettled messages stay within their count and bytes, however deep the backlog.
   const inFlight = () => new InFlightBudget({ maxMessages: config.BILLSTREAM_MAX_ACK_PENDING, maxBytes: config.BILLSTREAM_MAX_IN_FLIGHT_BYTES });
-  const source = (kind: string) => jetStreamSource(js, { stream: STREAMS.ingest, durable: ingestConsumerName(kind), inFlight: inFlight() }).pipe(map(fromJsMsg));
+  const restartLog = (durable: string) => (err: unknown) => log(`consumer ${durable} starts again: ${describe(err)}`);
+  const source = (kind: string, durable = ingestConsumerName(kind)) =>
+    jetStreamSource(js, { stream: STREAMS.ingest, durable, inFlight: inFlight(), onRestart: restartLog(durable) }).pipe(map(fromJsMsg));
   let intake: PartitionedIntake | null = null;
   if (config.BILLSTREAM_PARTITIONS > 0) {
     // Cluster mode: every instance keeps its own reference view (its own durable
@@ -136,14 +143,14 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
     intake = new PartitionedIntake(js, jsm, leases, { instanceId, partitions: config.BILLSTREAM_PARTITIONS, topology, inFlight, log });
     pipeline.ownsProject = (projectId) => intake?.ownsProject(projectId) ?? false;
     pipeline.run({
-      reference: merge(...REFERENCE_KINDS.map((kind) => jetStreamSource(js, { stream: STREAMS.ingest, durable: ingestConsumerName(kind, instanceId), inFlight: inFlight() }).pipe(map(fromJsMsg)))),
+      reference: merge(...REFERENCE_KINDS.map((kind) => source(kind, ingestConsumerName(kind, instanceId)))),
       time: intake.time$,
       milestone: intake.milestone$,
     });
     await intake.start();
   } else {
     pipeline.run({
-      reference: merge(...REFERENCE_KINDS.map(source)),
+      reference: merge(...REFERENCE_KINDS.map((kind) => source(kind))),
       time: source('time'),
       milestone: source('milestone'),
     });
@@ -204,7 +211,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
 
   let stopped = false;
   return {
-    config, nc, js, orm, pipeline, poster, relay, erp, metrics, invoicing, invoicePoller, postingSla, telemetry, tracing, intake, http, httpUrl,
+    config, nc, js, orm, pipeline, poster, relay, erp, metrics, invoicing, invoicePoller, postingSla, telemetry, tracing, intake, http, httpUrl, failed,
     async stop() {
       if (stopped) return;
       stopped = true;
