@@ -3,16 +3,21 @@
 // order is kept (revision 1 charged, then reversed by revision 2), and the dead
 // instance's partitions are taken over within the lease TTL.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { describe, expect, it } from 'vitest';
 import { formatMoney, lineAmount, parseHours, parseMoney } from '../pipeline/model/money.ts';
 import { startHarness, type Harness } from './support/billstream.ts';
 import { entry, publishProjects } from './support/fixtures.ts';
 import { startNodeFlags } from '../ops/commands/start.ts';
+import { STREAMS } from '../connectors/nats/topology.ts';
 
 const PROJECTS = 24;
 const PARTITIONS = 8;
 const LEASE_TTL_SECONDS = 3;
+
+/** The last lines each instance wrote to stderr, printed when the test fails. */
+const stderrTails = new Map<string, string[]>();
 
 function startInstance(h: Harness, instanceId: string): ChildProcess {
   const child = spawn(process.execPath, [...startNodeFlags(), 'ops/cli.ts', 'start'], {
@@ -23,7 +28,13 @@ function startInstance(h: Harness, instanceId: string): ChildProcess {
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  child.stderr?.on('data', (chunk: Buffer) => { if (process.env.BILLSTREAM_TEST_VERBOSE) process.stderr.write(`[${instanceId}] ${chunk.toString()}`); });
+  const tail: string[] = [];
+  stderrTails.set(instanceId, tail);
+  child.stderr?.on('data', (chunk: Buffer) => {
+    if (process.env.BILLSTREAM_TEST_VERBOSE) process.stderr.write(`[${instanceId}] ${chunk.toString()}`);
+    tail.push(...chunk.toString().split('\n').filter(Boolean));
+    tail.splice(0, Math.max(0, tail.length - 40));
+  });
   return child;
 }
 
@@ -42,6 +53,26 @@ async function partitionOwners(h: Harness): Promise<Map<number, string>> {
     if (e && e.operation === 'PUT') owners.set(Number(key.split('.')[1]), e.string());
   }
   return owners;
+}
+
+/** What is stuck where, when the test times out: the ledger by status, the consumers' backlogs, the instances' last words. */
+async function diagnosis(h: Harness): Promise<string> {
+  const lines: string[] = [];
+  const outbox = await h.sql.query(`select status, count(*)::int as n, max(attempts) as max_attempts, min(next_attempt_at) as next_at, max(last_error) as last_error
+    from erp_outbox where entry_id like 'k-%' group by status`);
+  lines.push(`erp_outbox: ${JSON.stringify(outbox.rows)}`);
+  const stages = await h.sql.query(`select stage, count(*)::int as n from entry_revision where entry_id like 'k-%' group by stage`);
+  lines.push(`entry_revision: ${JSON.stringify(stages.rows)}`);
+  const exceptions = await h.sql.query(`select code, count(*)::int as n, max(message) as message from billing_exception group by code`);
+  lines.push(`billing_exception: ${JSON.stringify(exceptions.rows)}`);
+  const jsm = await jetstreamManager(h.client);
+  for (const stream of [STREAMS.ingest, STREAMS.partitioned]) {
+    for await (const c of jsm.consumers.list(stream)) {
+      lines.push(`${stream}/${c.name}: pending ${c.num_pending}, ack pending ${c.num_ack_pending}, redelivered ${c.num_redelivered}, waiting ${c.num_waiting}`);
+    }
+  }
+  for (const [id, tail] of stderrTails) lines.push(`[${id}] ${tail.join(`\n[${id}] `)}`);
+  return lines.join('\n');
 }
 
 describe('several instances', () => {
@@ -92,7 +123,9 @@ describe('several instances', () => {
       await h.waitFor(async () => {
         const { rows } = await h.sql.query<{ n: string }>(`select count(*) as n from erp_outbox where entry_id like 'k-%' and status = 'posted'`);
         return Number(rows[0]?.n) === 3000 + 2 * revised.length || null;
-      }, 180_000, 'every document posted');
+      }, 180_000, 'every document posted').catch(async (err: unknown) => {
+        throw new Error(`${String(err)}\n${await diagnosis(h).catch((e: unknown) => `(no diagnosis: ${String(e)})`)}`);
+      });
 
       const docs = (await h.erpDocuments()).filter((d) => d.entry_id?.startsWith('k-'));
       expect(new Set(docs.map((d) => d.external_id)).size).toBe(docs.length);
