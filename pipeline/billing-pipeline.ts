@@ -81,6 +81,14 @@ export interface BillingPipelineOptions {
   onTurn?: (result: TurnResult) => void;
   onError?: (err: unknown, context: string) => void;
   /**
+   * The pipeline's stream ended on an error (a defect, since every expected
+   * failure is caught, naked or quarantined): nothing more is consumed. Its
+   * unacked messages come back to whoever consumes next, so the process should
+   * end and be started again rather than hold its consumers (and, in cluster
+   * mode, its partition leases) while doing nothing.
+   */
+  onFailed?: (err: unknown) => void;
+  /**
    * Called after a commit that wrote outbox rows, with the ERP rows it wrote
    * (reserved for this instance's poster) and its enriched messages' outbox
    * batches (for the relay to publish from memory).
@@ -128,7 +136,7 @@ export class BillingPipeline {
   readonly #orm: MikroORM;
   readonly #view: ReferenceView;
   readonly #actors: ProjectActors;
-  readonly #options: Required<Omit<BillingPipelineOptions, 'onTurn' | 'onError' | 'onOutbox' | 'admit'>> & BillingPipelineOptions;
+  readonly #options: Required<Omit<BillingPipelineOptions, 'onTurn' | 'onError' | 'onFailed' | 'onOutbox' | 'admit'>> & BillingPipelineOptions;
   readonly #released = new Subject<TimeItem>();
   readonly #quarantine = new Subject<Quarantined>();
   readonly #stop = new Subject<void>();
@@ -215,7 +223,7 @@ export class BillingPipeline {
     const all$ = merge(reference$, quarantine$, turns$).pipe(share());
     this.#drained = new Promise<void>((resolve) => {
       this.#subscription = all$.subscribe({
-        error: (err: unknown) => { this.#options.onError?.(err, 'pipeline'); resolve(); },
+        error: (err: unknown) => { this.#options.onError?.(err, 'pipeline'); this.#options.onFailed?.(err); resolve(); },
         complete: () => resolve(),
       });
     });

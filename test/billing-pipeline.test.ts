@@ -230,3 +230,20 @@ describe('billing rules on the running pipeline', () => {
     expect((await docs('p-ff')).map((d) => [d.external_id, d.kind, d.amount])).toEqual([['milestone:m-1', 'milestone', '5000.00']]);
   });
 });
+
+describe('a pipeline that stops on a defect', () => {
+  it('says so through the runtime (billstream start then exits non-zero), and what it committed is charged', async () => {
+    await using f = await startHarness();
+    const runtime = await f.startRuntime();
+    await publishReference(f);
+    await f.publish(subjects.time(), entry({ entryId: 'e-before' }));
+    await f.waitFor(async () => (await f.erpDocuments()).some((d) => d.entry_id === 'e-before'), 30_000, 'e-before posted');
+    // A defect after the commit: the stream of turns ends on the error.
+    const defect = new Error('observer defect');
+    runtime.metrics.observeTurn = () => { throw defect; };
+    await f.publish(subjects.time(), entry({ entryId: 'e-defect' }));
+    const failure = await Promise.race([runtime.failed, new Promise((r) => setTimeout(() => r('still running'), 20_000))]);
+    expect(failure).toBe(defect);
+    await f.waitFor(async () => (await f.erpDocuments()).some((d) => d.entry_id === 'e-defect'), 15_000, 'e-defect posted');
+  });
+});

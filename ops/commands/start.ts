@@ -66,16 +66,22 @@ export async function runStart(): Promise<number> {
   await createDatabaseIfMissing(config.DATABASE_URL);
   const runtime = await startRuntime(config, { log: (line) => console.error(`[billstream] ${line}`) });
   console.error(`[billstream] running: NATS ${config.NATS_URL}, ops server ${runtime.httpUrl ?? 'off'}, ERP ${config.ERP_BASE_URL}`);
-  await new Promise<void>((resolve) => {
+  const failure = await new Promise<unknown>((resolve) => {
     const onSignal = (signal: string) => {
       console.error(`[billstream] ${signal}: draining`);
-      resolve();
+      resolve(null);
     };
     process.once('SIGTERM', () => onSignal('SIGTERM'));
     process.once('SIGINT', () => onSignal('SIGINT'));
     void supervisorGone()?.then(() => onSignal('the process that started billstream is gone'));
+    // A pipeline that stopped consuming must not keep its consumers and leases:
+    // exiting lets the supervisor start it again and the other instances take over.
+    void runtime.failed.then((err) => {
+      console.error(`[billstream] the pipeline stopped on an error, exiting: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      resolve(err ?? new Error('the pipeline stopped'));
+    });
   });
   await runtime.stop();
   console.error('[billstream] stopped');
-  return 0;
+  return failure === null ? 0 : 1;
 }
