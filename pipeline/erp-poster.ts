@@ -77,8 +77,14 @@ export class ErpPoster {
   #running = false;
   #loops: Promise<void>[] = [];
   #wakers = new Set<() => void>();
-  /** Lines queued by this instance's turns and not settled yet (posted or rejected). */
-  #pending = 0;
+  /** Lines this instance's turns handed over that are in memory: queued, or in a post. */
+  #inMemory = 0;
+  /**
+   * This instance's lines that went back to the ledger after a failed post: still
+   * unposted, so still counted against `maxPending` until a sweep (this
+   * instance's or another's) settles them.
+   */
+  #released = new Set<string>();
   /** Committed rows handed over by turns, in commit order, not yet taken by a loop. */
   #queue: ClaimedRow[] = [];
   #sweeping = false;
@@ -116,19 +122,40 @@ export class ErpPoster {
   submit(rows: readonly ClaimedRow[]): void {
     if (rows.length === 0) return;
     for (const row of rows) this.#queue.push(row);
-    this.#pending += rows.length;
+    this.#inMemory += rows.length;
     this.#wakeLoops();
+  }
+
+  /** This instance's lines not settled yet (posted or rejected), in memory or back in the ledger. */
+  get pending(): number {
+    return this.#inMemory + this.#released.size;
   }
 
   /** Resolves once the lines waiting for this poster are at most `maxPending` (at once while stopped). */
   admit(): Promise<void> {
-    if (!this.#running || this.#pending <= this.#options.maxPending) return Promise.resolve();
+    if (!this.#running || this.pending <= this.#options.maxPending) return Promise.resolve();
     return new Promise((resolve) => this.#admitted.add(resolve));
   }
 
-  #settled(lines: number): void {
-    this.#pending = Math.max(0, this.#pending - lines);
-    if (this.#pending <= this.#options.maxPending || !this.#running) this.#admit();
+  /** A post of rows ended: memory's rows leave memory; settled ones leave the released set, unsettled ones of memory join it. */
+  #settled(rows: readonly ClaimedRow[], fromMemory: boolean, settledIds: ReadonlySet<string>): void {
+    if (fromMemory) this.#inMemory = Math.max(0, this.#inMemory - rows.length);
+    for (const row of rows) {
+      if (settledIds.has(row.id)) this.#released.delete(row.id);
+      else if (fromMemory) this.#released.add(row.id);
+    }
+    if (this.pending <= this.#options.maxPending || !this.#running) this.#admit();
+  }
+
+  /** Released lines another instance has settled meanwhile stop counting. */
+  async #forgetSettledElsewhere(): Promise<void> {
+    if (this.#released.size === 0) return;
+    const ids = [...this.#released];
+    const still = await nativeQuery<{ id: string }>(this.#orm.em.fork() as EntityManager,
+      `select id::text as id from erp_outbox where id = any($1::bigint[]) and status = 'pending'`, [ids]);
+    const pending = new Set(still.map((r) => r.id));
+    for (const id of ids) if (!pending.has(id)) this.#released.delete(id);
+    if (this.pending <= this.#options.maxPending || !this.#running) this.#admit();
   }
 
   #admit(): void {
@@ -155,7 +182,7 @@ export class ErpPoster {
       let posted = 0;
       try {
         const batch = this.#queue.splice(0, this.#options.batchSize);
-        if (batch.length > 0) posted = await this.#post(batch);
+        if (batch.length > 0) posted = await this.#post(batch, true);
         else if (this.#running && this.#sweepDue()) posted = await this.#sweep();
       } catch (err) {
         this.#options.onError?.(err);
@@ -179,7 +206,9 @@ export class ErpPoster {
     this.#sweeping = true;
     this.#sweepRequested = false;
     try {
-      return await this.postOnce();
+      const posted = await this.postOnce();
+      if (posted === 0) await this.#forgetSettledElsewhere();
+      return posted;
     } finally {
       this.#sweeping = false;
       this.#lastSweepAt = performance.now();
@@ -198,11 +227,20 @@ export class ErpPoster {
       [this.#options.leaseMs, this.#options.batchSize]);
     if (rows.length === 0) return 0;
     rows.sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)));
-    return this.#post(rows);
+    return this.#post(rows, false);
   }
 
   /** Posts reserved rows as one ERP request and settles them; returns how many it settled. */
-  async #post(rows: ClaimedRow[]): Promise<number> {
+  async #post(rows: ClaimedRow[], fromMemory: boolean): Promise<number> {
+    const settled = new Set<string>();
+    try {
+      return await this.#postAndSettle(rows, settled);
+    } finally {
+      this.#settled(rows, fromMemory, settled);
+    }
+  }
+
+  async #postAndSettle(rows: ClaimedRow[], settledIds: Set<string>): Promise<number> {
     const key = `billstream-${createHash('sha256').update(rows.map((r) => r.external_id).join('\n')).digest('hex').slice(0, 40)}`;
     const startedAt = this.#tracing.now();
     let results: ErpPostedLine[];
@@ -211,7 +249,7 @@ export class ErpPoster {
     } catch (err) {
       const lineErrors = this.#rejection(err);
       if (lineErrors) {
-        const settled = await this.#settleRejected(rows, lineErrors);
+        const settled = await this.#settleRejected(rows, lineErrors, settledIds);
         this.#traceBatch(rows, startedAt, { lineErrors });
         return settled;
       }
@@ -219,7 +257,7 @@ export class ErpPoster {
       this.#traceBatch(rows, startedAt, { error: err });
       throw err;
     }
-    const settled = await this.#settlePosted(rows, results);
+    const settled = await this.#settlePosted(rows, results, settledIds);
     this.#traceBatch(rows, startedAt, { results });
     return settled;
   }
@@ -238,12 +276,14 @@ export class ErpPoster {
     this.#tracing.erpPost({ startedAt, rows: traced, ...(outcome.error !== undefined ? { error: outcome.error } : {}) });
   }
 
-  async #settlePosted(rows: ClaimedRow[], results: ErpPostedLine[]): Promise<number> {
+  async #settlePosted(rows: ClaimedRow[], results: ErpPostedLine[], settledIds: Set<string>): Promise<number> {
     const byExternalId = new Map(results.map((r) => [r.externalId, r]));
     const posted: PostedOutboxRow[] = [];
+    const ids: string[] = [];
     for (const row of rows) {
       const result = byExternalId.get(row.external_id);
       if (!result) continue;
+      ids.push(row.id);
       posted.push({ externalId: row.external_id, documentId: result.documentId, projectId: row.project_id, region: row.region, traceParent: row.trace_parent, transaction: row.transaction });
     }
     const announcements = await this.#orm.em.fork().transactional(async (em) => {
@@ -259,12 +299,12 @@ export class ErpPoster {
         [JSON.stringify(posted.map((p) => p.externalId))]);
       return queued;
     });
-    this.#settled(posted.length);
+    for (const id of ids) settledIds.add(id);
     this.#options.onPosted?.(posted, announcements);
     return posted.length;
   }
 
-  async #settleRejected(rows: ClaimedRow[], errors: ErpLineError[]): Promise<number> {
+  async #settleRejected(rows: ClaimedRow[], errors: ErpLineError[], settledIds: Set<string>): Promise<number> {
     const byExternalId = new Map(errors.map((e) => [e.externalId, e]));
     const rejected = rows.filter((r) => byExternalId.has(r.external_id));
     await this.#orm.em.fork().transactional(async (em) => {
@@ -285,7 +325,7 @@ export class ErpPoster {
         });
       }));
     });
-    this.#settled(rejected.length);
+    for (const r of rejected) settledIds.add(r.id);
     return rejected.length;
   }
 
