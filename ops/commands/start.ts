@@ -21,7 +21,17 @@ export function startNodeFlags(env: NodeJS.ProcessEnv = process.env): string[] {
   if (!Number.isInteger(mib) || mib < 0 || (mib > 0 && mib < 64)) {
     throw new ConfigError(`invalid configuration:\n  BILLSTREAM_HEAP_MIB: must be 0 (V8's own limit) or a whole number of MiB of at least 64, got '${text}'`);
   }
-  return mib === 0 ? [] : [`--max-old-space-size=${mib}`];
+  if (mib === 0) return [];
+  // A young generation of V8's default size for this heap promotes a turn's
+  // short-lived objects to the old generation before they die; 32 MiB
+  // semi-spaces let them die young. Measured with `bench weekclose --entries
+  // 100000`, two runs each: peak RSS 366–383 MiB against 436–439, same rate.
+  return [`--max-old-space-size=${mib}`, `--max-semi-space-size=${semiSpaceMiB(mib)}`];
+}
+
+/** A tenth of the heap budget, at most 32 MiB. */
+function semiSpaceMiB(heapMiB: number): number {
+  return Math.max(1, Math.min(32, Math.floor(heapMiB / 10)));
 }
 
 function hasHeapLimit(): boolean {
