@@ -14,7 +14,8 @@
 // dead versions those rewrites left at the head of the pending index.
 import { createHash } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
-import { exceptionRow, queueNatsMessages, recordExceptions, type NatsOutboxRow, type QueuedNatsBatch } from './exception-records.ts';
+import { exceptionRow, recordExceptions } from './exception-records.ts';
+import { queueNatsMessages, type NatsOutboxRow, type QueuedNatsBatch } from './nats-outbox.ts';
 import { EntryTracing } from './entry-tracing.ts';
 import { nativeQuery } from './state/native-sql.ts';
 

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { ID_PATTERN, REGION_PATTERN } from './model/records.ts';
 import { nativeQuery } from './state/native-sql.ts';
-import type { OutboxMessage } from './nats-relay.ts';
+import { queueNatsMessages, type NatsOutboxRow } from './nats-outbox.ts';
 import type { ExceptionCode, FieldError } from './model/types.ts';
 
 export interface ExceptionRow {
@@ -61,12 +61,6 @@ export function exceptionRow(input: ExceptionInput): ExceptionRow {
   };
 }
 
-export interface NatsOutboxRow {
-  subject: string;
-  msg_id: string;
-  payload: unknown;
-  headers: Record<string, string> | null;
-}
 
 export function exceptionAnnouncement(row: ExceptionRow, firstSeenAt: Date, attempts: number, headers: Record<string, string> | null = null): NatsOutboxRow {
   return {
@@ -105,31 +99,6 @@ export async function recordExceptions(em: EntityManager, rows: readonly Excepti
 
 function dedupeById(rows: readonly ExceptionRow[]): ExceptionRow[] {
   return [...new Map(rows.map((r) => [r.id, r])).values()];
-}
-
-/** An outbox row as written: its id and its messages, each payload already serialised. */
-export interface QueuedNatsBatch { id: string; messages: OutboxMessage[] }
-
-/**
- * Queues messages for the NATS relay inside the caller's transaction: one outbox
- * row holds all of them (a thousand-entry batch writes one row, not a thousand),
- * and the relay publishes them in order once the transaction has committed. Each
- * payload is serialised once: the row's text is built from it, and the returned
- * batch carries it, so a caller can hand the batch to the relay after its commit
- * (NatsRelay.publishCommitted) instead of the relay reading it back.
- */
-export async function queueNatsMessages(em: EntityManager, rows: readonly NatsOutboxRow[]): Promise<QueuedNatsBatch | null> {
-  if (rows.length === 0) return null;
-  const messages: OutboxMessage[] = [];
-  const parts: string[] = [];
-  for (const row of rows) {
-    const payload = JSON.stringify(row.payload);
-    messages.push({ subject: row.subject, msgId: row.msg_id, payload, headers: row.headers });
-    parts.push(`${JSON.stringify({ subject: row.subject, msg_id: row.msg_id, headers: row.headers }).slice(0, -1)},"payload":${payload}}`);
-  }
-  const [inserted] = await nativeQuery<{ id: string }>(em,
-    `insert into nats_outbox_batch (messages, message_count) values ($1, $2) returning id`, [`[${parts.join(',')}]`, rows.length]);
-  return { id: (inserted as { id: string }).id, messages };
 }
 
 /**

@@ -15,7 +15,7 @@
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { SpanStatusCode } from '@opentelemetry/api';
 import { EntryTracing, SPAN_NAMES, TRACE_ATTRIBUTES, traceHeadersOf } from './entry-tracing.ts';
-import { queueNatsMessages, type NatsOutboxRow } from './exception-records.ts';
+import { queueNatsMessages, type NatsOutboxRow } from './nats-outbox.ts';
 import { formatMoney, parseMoney } from './model/money.ts';
 import { PeriodicTask } from './periodic-task.ts';
 

@@ -9,10 +9,8 @@
 // published from memory and its row deleted; the poll reads back only the rows
 // no one handed over (other writers, or what a crashed process left).
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import { readOutboxBatch, type OutboxMessage } from './nats-outbox.ts';
 import { nativeQuery } from './state/native-sql.ts';
-
-/** A message to publish; a string payload is sent as it is (already serialised JSON). */
-export interface OutboxMessage { subject: string; msgId: string; payload: unknown; headers: Record<string, string> | null }
 
 export interface NatsRelayOptions {
   /** Outbox rows (each a transaction's messages) taken per round. @default 8 */
@@ -111,8 +109,8 @@ export class NatsRelay {
       if (rows.length === 0) return 0;
       let relayed = 0;
       for (const row of rows) {
-        const messages = JSON.parse(row.messages) as { subject: string; msg_id: string; payload: unknown; headers: Record<string, string> | null }[];
-        await this.#publish(messages.map((m) => ({ subject: m.subject, msgId: m.msg_id, payload: m.payload, headers: m.headers })));
+        const messages = readOutboxBatch(row.messages);
+        await this.#publish(messages);
         relayed += messages.length;
       }
       await nativeQuery(em, `delete from nats_outbox_batch where id = any($1::bigint[])`, [rows.map((r) => r.id)]);

@@ -12,7 +12,7 @@
 // Entries turned into exceptions are the exception queue's business, not this
 // alert's: they wait for a person, not for the pipeline.
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
-import { queueNatsMessages, type NatsOutboxRow } from './exception-records.ts';
+import { queueNatsMessages, type NatsOutboxRow } from './nats-outbox.ts';
 import { formatHours, parseHours } from './model/money.ts';
 import { PeriodicTask } from './periodic-task.ts';
 
