@@ -7,8 +7,9 @@ import { ENTITIES } from './entities.ts';
 import { Migration20261125000000_initial } from './migrations/Migration20261125000000_initial.ts';
 import { Migration20261125120000_workbench_invoicing_alerts } from './migrations/Migration20261125120000_workbench_invoicing_alerts.ts';
 import { Migration20261201000000_batched_turns } from './migrations/Migration20261201000000_batched_turns.ts';
+import { Migration20261201120000_outbox_lz4 } from './migrations/Migration20261201120000_outbox_lz4.ts';
 
-export const MIGRATIONS = [Migration20261125000000_initial, Migration20261125120000_workbench_invoicing_alerts, Migration20261201000000_batched_turns];
+export const MIGRATIONS = [Migration20261125000000_initial, Migration20261125120000_workbench_invoicing_alerts, Migration20261201000000_batched_turns, Migration20261201120000_outbox_lz4];
 
 export interface LedgerOptions {
   databaseUrl: string;
