@@ -59,6 +59,8 @@ export interface WeekCloseBenchResult {
   billstream: { entries: number; seconds: number; perSecond: number; peakRssMiB: number; cpuSeconds: CpuGroups };
   ratios: { toBrokerLimit: number; toNaive: number };
   latencyAtHalfLoad: { offeredPerSecond: number; entries: number; p50Ms: number; p99Ms: number };
+  /** The PostgreSQL settings the figures depend on most (read from the server, not set by the bench). */
+  postgres: { version: string; sharedBuffers: string; autovacuum: string };
 }
 
 interface Services {
@@ -83,6 +85,24 @@ async function startServices(log: Log): Promise<Services> {
   const sandbox = await startErpSandbox({ databaseUrl, port: 0 });
   const nc = await connect({ servers: nats.url });
   return { nats, postgres, databaseUrl, sandbox, nc, js: jetstream(nc), storeDir };
+}
+
+/**
+ * A server whose autovacuum is off keeps every dead row version a week close
+ * leaves (each posted line's old version, every deleted outbox row), so its
+ * figures are not those of a production server; the report says so.
+ */
+async function postgresSettings(databaseUrl: string): Promise<WeekCloseBenchResult['postgres']> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ version: string; shared_buffers: string; autovacuum: string }>(
+      `select current_setting('server_version') as version, current_setting('shared_buffers') as shared_buffers, current_setting('autovacuum') as autovacuum`);
+    const row = rows[0] as { version: string; shared_buffers: string; autovacuum: string };
+    return { version: row.version, sharedBuffers: row.shared_buffers, autovacuum: row.autovacuum };
+  } finally {
+    await client.end();
+  }
 }
 
 async function stopServices(s: Services): Promise<void> {
@@ -306,6 +326,7 @@ export async function weekCloseBench(options: WeekCloseBenchOptions, log: Log): 
     log(`naive: ${Math.round(naive.perSecond)} entries/s`);
     const { billstream, latency } = await measureBillstream(services, week, options, log);
     return {
+      postgres: await postgresSettings(services.databaseUrl),
       entries: options.entries, brokerLimit, naive, billstream,
       ratios: { toBrokerLimit: billstream.perSecond / brokerLimit.perSecond, toNaive: billstream.perSecond / naive.perSecond },
       latencyAtHalfLoad: latency,
