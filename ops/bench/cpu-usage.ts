@@ -1,6 +1,6 @@
 // Where the machine's CPU goes during a measurement: CPU seconds of each
 // process group (billstream, nats-server, PostgreSQL's backends, the bench
-// itself, which also hosts the ERP sandbox), read from /proc. On two shared
+// itself, the ERP sandbox), read from /proc. On two shared
 // cores the throughput is bounded by their sum; this says which part to cut.
 import { readFile, readdir } from 'node:fs/promises';
 
