@@ -3,7 +3,7 @@
 // ERP books and the ledger say.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from './support/billstream.ts';
-import { assignment, consultant, entry, project, ratecards, subjects } from './support/fixtures.ts';
+import { assignment, consultant, entry, project, publishProjects, ratecards, subjects } from './support/fixtures.ts';
 
 let h: Harness;
 
@@ -245,5 +245,36 @@ describe('a pipeline that stops on a defect', () => {
     const failure = await Promise.race([runtime.failed, new Promise((r) => setTimeout(() => r('still running'), 20_000))]);
     expect(failure).toBe(defect);
     await f.waitFor(async () => (await f.erpDocuments()).some((d) => d.entry_id === 'e-defect'), 15_000, 'e-defect posted');
+  });
+});
+
+describe('a batch whose turn fails for one project', () => {
+  it('is decided project by project: the other projects are charged at once, the failing one once it can be', async () => {
+    // A region's window long enough that both projects' entries share one batch.
+    await using f = await startHarness({ BILLSTREAM_BATCH_MAX_WAIT_MS: '500' });
+    await f.startRuntime();
+    await publishProjects(f, 2);
+    await f.publish(subjects.time('p-0'), entry({ entryId: 'w-warm', projectId: 'p-0' }));
+    await f.waitFor(async () => (await f.erpDocuments('p-0')).length === 1, 30_000, 'the warm-up entry posted');
+
+    // p-1's revisions cannot be written for now: its share of any turn fails, so the batch's does.
+    await f.sql.query(`create function refuse_p1() returns trigger language plpgsql as $$
+      begin if new.project_id = 'p-1' then raise exception 'p-1 refused for the test'; end if; return new; end $$`);
+    await f.sql.query('create trigger refuse_p1 before insert on entry_revision for each row execute function refuse_p1()');
+    const ids = Array.from({ length: 5 }, (_, i) => i);
+    await Promise.all(ids.flatMap((i) => [
+      f.publish(subjects.time('p-0'), entry({ entryId: `w-good-${i}`, projectId: 'p-0' })),
+      f.publish(subjects.time('p-1'), entry({ entryId: `w-bad-${i}`, projectId: 'p-1' })),
+    ]));
+    await f.waitFor(async () => (await f.erpDocuments('p-0')).length === 6, 30_000, 'p-0 charged while p-1 fails');
+    expect(await f.erpDocuments('p-1')).toEqual([]);
+    const { rows: none } = await f.sql.query(`select 1 from entry_revision where project_id = 'p-1'`);
+    expect(none).toEqual([]);
+
+    // Its messages were handed back, not dropped: once the failure is gone they are charged, once.
+    await f.sql.query('drop trigger refuse_p1 on entry_revision');
+    const docs = await f.waitFor(async () => { const d = await f.erpDocuments('p-1'); return d.length === 5 ? d : null; }, 30_000, 'p-1 charged after the failure');
+    expect(docs.map((d) => d.entry_id).sort()).toEqual(ids.map((i) => `w-bad-${i}`));
+    expect((await f.erpDocuments('p-0')).length).toBe(6);
   });
 });
