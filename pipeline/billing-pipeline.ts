@@ -15,7 +15,7 @@
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { EMPTY, Subject, concatMap, from, map, merge, mergeMap, share, takeUntil, type Observable, type Subscription } from 'rxjs';
 import { batchByCountOrTime } from '../operators/batchByCountOrTime.ts';
-import { batchByRegion } from '../operators/batchByRegion.ts';
+import { batchByRegion, type RegionWindow } from '../operators/batchByRegion.ts';
 import { decodeWith } from '../operators/decodeWith.ts';
 import { dedupeByKey } from '../operators/dedupeByKey.ts';
 import { enrichWith } from '../operators/enrichWith.ts';
@@ -99,8 +99,8 @@ export interface BillingPipelineOptions {
   tracing?: EntryTracing;
 }
 
-export interface RegionWindow { maxCount: number; maxBytes: number; maxWaitMs: number }
-export interface RegionBatching extends RegionWindow { regions?: Readonly<Record<string, Partial<RegionWindow>>> }
+/** Every region's batch window, and per region any of its fields overridden (batchByRegion's own window type). */
+export interface RegionBatching extends Required<RegionWindow> { regions?: Readonly<Record<string, RegionWindow>> }
 
 export function defaultRegionBatching(): RegionBatching {
   return { maxCount: 1000, maxBytes: 1024 * 1024, maxWaitMs: 20 };
