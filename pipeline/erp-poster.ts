@@ -145,7 +145,7 @@ export class ErpPoster {
       if (settledIds.has(row.id)) this.#released.delete(row.id);
       else if (fromMemory) this.#released.add(row.id);
     }
-    if (this.pending <= this.#options.maxPending || !this.#running) this.#admit();
+    this.#admitIfRoom();
   }
 
   /** Released lines another instance has settled meanwhile stop counting. */
@@ -156,6 +156,11 @@ export class ErpPoster {
       `select id::text as id from erp_outbox where id = any($1::bigint[]) and status = 'pending'`, [ids]);
     const pending = new Set(still.map((r) => r.id));
     for (const id of ids) if (!pending.has(id)) this.#released.delete(id);
+    this.#admitIfRoom();
+  }
+
+  /** Lets waiting turns go once the pending lines are back within `maxPending` (or the poster stops). */
+  #admitIfRoom(): void {
     if (this.pending <= this.#options.maxPending || !this.#running) this.#admit();
   }
 

@@ -9,7 +9,7 @@
 // published from memory and its row deleted; the poll reads back only the rows
 // no one handed over (other writers, or what a crashed process left).
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
-import { readOutboxBatch, type OutboxMessage } from './nats-outbox.ts';
+import { readOutboxBatch, type OutboxMessage, type QueuedNatsBatch } from './nats-outbox.ts';
 import { nativeQuery } from './state/native-sql.ts';
 
 export interface NatsRelayOptions {
@@ -28,7 +28,7 @@ export class NatsRelay {
   #loop: Promise<void> = Promise.resolve();
   #waker: (() => void) | null = null;
   /** Committed batches handed over in memory, in commit order. */
-  #committed: { id: string; messages: OutboxMessage[] }[] = [];
+  #committed: QueuedNatsBatch[] = [];
 
   constructor(orm: MikroORM, publish: (messages: OutboxMessage[]) => Promise<unknown>, options: NatsRelayOptions = {}) {
     this.#orm = orm;
@@ -55,7 +55,7 @@ export class NatsRelay {
   }
 
   /** A batch whose transaction has committed: published from memory, in order, then its outbox row deleted. */
-  publishCommitted(batch: { id: string; messages: OutboxMessage[] } | null): void {
+  publishCommitted(batch: QueuedNatsBatch | null): void {
     if (!batch) return;
     this.#committed.push(batch);
     this.wake();
