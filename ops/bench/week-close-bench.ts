@@ -89,9 +89,9 @@ async function startServices(log: Log): Promise<Services> {
 
 /**
  * The ERP sandbox in a process of its own. Hosted in the bench process, it
- * shared a heap holding the million generated messages (near 1 GB): every major
- * collection of that heap held up the ERP's answers, and showed up as posting
- * latency billstream did not cause.
+ * shared a heap holding the million generated messages (near 1 GB) and the
+ * bench's own work, so whatever held up that process held up the ERP's answers
+ * too; its CPU is now counted apart from the bench's.
  */
 async function startSandboxProcess(databaseUrl: string): Promise<Services['sandbox']> {
   const child = spawn(process.execPath, ['ops/cli.ts', 'erp-sandbox'], {
