@@ -239,8 +239,7 @@ export class ProjectActors {
     if (timeItems.length === 0) return { entryStates, seenRevisions };
     const entryIds = [...new Set(timeItems.map((i) => i.entry.entryId))];
     const rows = await nativeQuery<{ entry_id: string; revision: number; stage: string; first_seen_at: string; amount_minor: string | null; hours_hundredths: string }>(em,
-      `select entry_id, revision, stage, first_seen_at, amount_minor, hours_hundredths from entry_revision
-       where entry_id = any($1::text[])`, [entryIds]);
+      ENTRY_REVISIONS_OF_ENTRIES, [entryIds]);
     for (const row of rows) {
       seenRevisions.set(`${row.entry_id}:${row.revision}`, row);
       let state = entryStates.get(row.entry_id);
@@ -515,6 +514,20 @@ export class ProjectActors {
     return { kind: 'charge', amountMinor, outbox: outboxRow(transaction, project.projectId, project.region, item.traceParent ?? null) };
   }
 }
+
+/**
+ * Every stored revision of the given entries, one primary-key probe per entry.
+ * Written as a lateral join so the plan cannot depend on statistics: as
+ * `where entry_id = any($1)`, a table never analyzed (autovacuum off, or a week
+ * close outrunning auto-analyze) has the planner assume each id matches 0.5% of
+ * the rows, so a thousand ids "match" the whole table and every turn scanned all
+ * of entry_revision (225 ms a turn at a million entries). A lateral subquery
+ * cannot become a hash join, and `offset 0` keeps it from being flattened into
+ * one.
+ */
+export const ENTRY_REVISIONS_OF_ENTRIES = `select r.entry_id, r.revision, r.stage, r.first_seen_at, r.amount_minor, r.hours_hundredths
+  from unnest($1::text[]) as k(entry_id),
+  lateral (select entry_id, revision, stage, first_seen_at, amount_minor, hours_hundredths from entry_revision e where e.entry_id = k.entry_id offset 0) r`;
 
 function chargeOf(entry: TimeRecord, project: ProjectRecord, enrichment: Extract<EnrichmentOutcome, { kind: 'enriched' }>, hours: bigint): Record<string, string | number> {
   return {

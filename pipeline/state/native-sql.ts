@@ -11,7 +11,11 @@
 // That form matters on hot paths: with `in (select jsonb_array_elements_text($1))`
 // the planner guesses 100 rows from the function and prefers a hash join over a
 // sequential scan of the whole table, which grows with every entry ever seen;
-// `= any(array)` is an index scan.
+// `= any(array)` is an index scan where each value matches at most one row (a
+// unique index). On a non-unique key of a table without statistics the planner
+// assumes each value matches 0.5% of the rows, and a thousand values the whole
+// table: there a lateral probe per value is the form that stays an index scan
+// (see ENTRY_REVISIONS_OF_ENTRIES in project-actor.ts).
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 

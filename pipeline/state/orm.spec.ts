@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createTestDatabase } from '../../test/support/database.ts';
 import { openLedger } from './orm.ts';
+import { nativeQuery } from './native-sql.ts';
+import type { EntityManager } from '@mikro-orm/postgresql';
 
 describe('openLedger', () => {
   it('brings a new database up to date, with the NATS outbox compressed by lz4 where the server has it', async () => {
@@ -23,6 +25,19 @@ describe('openLedger', () => {
       expect(Number(count?.n)).toBe(1000);
     } finally {
       await sql.end();
+      await orm.close();
+    }
+  });
+
+  it('runs its sessions with JIT off, so a misestimated statement is not compiled', async () => {
+    await using db = await createTestDatabase();
+    const orm = await openLedger({ databaseUrl: db.url });
+    try {
+      const [row] = await nativeQuery<{ jit: string }>(orm.em.fork() as EntityManager, 'show jit');
+      expect(row?.jit).toBe('off');
+      const [inTransaction] = await orm.em.fork().transactional((em) => nativeQuery<{ jit: string }>(em as EntityManager, 'show jit'));
+      expect(inTransaction?.jit).toBe('off');
+    } finally {
       await orm.close();
     }
   });

@@ -24,6 +24,11 @@ export function ormConfig(options: LedgerOptions) {
     extensions: [Migrator],
     migrations: { migrationsList: MIGRATIONS, transactional: true, allOrNothing: true, silent: true, snapshot: false },
     pool: { min: 0, max: options.poolSize ?? 10 },
+    // Passed to pg's Pool. JIT off for every session: the ledger's statements are
+    // short, and a table without statistics (never analyzed yet) has the planner
+    // overestimate their cost past jit_above_cost, so each one compiled for
+    // 40–120 ms to run for 5.
+    driverOptions: { options: '-c jit=off' },
     debug: false,
     allowGlobalContext: false,
   });
