@@ -1,3 +1,4 @@
+import { from, toArray } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { dedupeByKey } from './dedupeByKey.ts';
@@ -53,6 +54,27 @@ describe('dedupeByKey', () => {
       expectObservable(e1.pipe(dedupeByKey(byItself, { capacity: 2 }))).toBe(expected);
       expectSubscriptions(e1.subscriptions).toBe(e1subs);
     });
+  });
+
+  it('over many evictions and refreshes, passes exactly what a least-recently-seen list of `capacity` keys would', () => {
+    // Thousands of evictions with refreshes between them: the path that reads the
+    // oldest key through the iterator kept across evictions.
+    let state = 7;
+    const next = (): number => (state = (state * 1_103_515_245 + 12_345) % 2 ** 31);
+    const keys = Array.from({ length: 20_000 }, () => `k${(next() >>> 16) % 40}`);
+    const capacity = 7;
+    const remembered: string[] = [];
+    const expected = keys.filter((key) => {
+      const at = remembered.indexOf(key);
+      if (at >= 0) { remembered.splice(at, 1); remembered.push(key); return false; }
+      remembered.push(key);
+      if (remembered.length > capacity) remembered.shift();
+      return true;
+    });
+    let passed: string[] = [];
+    from(keys).pipe(dedupeByKey(byItself, { capacity }), toArray()).subscribe((items) => { passed = items; });
+    expect(expected.length).toBeGreaterThan(5_000);
+    expect(passed).toEqual(expected);
   });
 
   it('keeps its memory per subscription', () => {

@@ -1,3 +1,4 @@
+import { from, toArray } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { latestRevisionOnly } from './latestRevisionOnly.ts';
@@ -74,6 +75,27 @@ describe('latestRevisionOnly', () => {
       );
       expectSubscriptions(e1.subscriptions).toBe(e1subs);
     });
+  });
+
+  it('over many evictions and refreshes, passes exactly what a least-recently-seen list of `capacity` keys would', () => {
+    let state = 11;
+    const next = (): number => (state = (state * 1_103_515_245 + 12_345) % 2 ** 31);
+    const items: Revision[] = Array.from({ length: 20_000 }, () => ({ id: `k${(next() >>> 16) % 40}`, rev: (next() >>> 16) % 6 }));
+    const capacity = 7;
+    const remembered: { id: string; rev: number }[] = [];
+    const expected = items.filter((item) => {
+      const at = remembered.findIndex((r) => r.id === item.id);
+      const seen = at >= 0 ? (remembered.splice(at, 1)[0] as { id: string; rev: number }) : undefined;
+      if (seen && item.rev <= seen.rev) { remembered.push(seen); return false; }
+      remembered.push({ id: item.id, rev: item.rev });
+      if (remembered.length > capacity) remembered.shift();
+      return true;
+    });
+    let passed: Revision[] = [];
+    from(items).pipe(latestRevisionOnly(keyOf, revisionOf, { capacity }), toArray()).subscribe((out) => { passed = out; });
+    expect(expected.length).toBeGreaterThan(5_000);
+    expect(expected.length).toBeLessThan(items.length);
+    expect(passed).toEqual(expected);
   });
 
   it('keeps its memory per subscription', () => {

@@ -69,8 +69,12 @@ export function latestRevisionOnly<T>(
   return (source) =>
     defer(() => {
       // A Map iterates in insertion order; re-inserting a key on every sighting keeps
-      // the least recently seen key first, which makes eviction O(1).
+      // the least recently seen key first. Eviction reads it through one iterator
+      // kept for the subscription, which steps over the holes deleted keys leave
+      // in the Map's table once; a fresh `keys()` on each eviction would step over
+      // all of them every time (see dedupeByKey).
       const highest = new Map<string, number>();
+      let oldestFirst = highest.keys();
       return source.pipe(
         filter((item) => {
           const key = keyOf(item);
@@ -88,7 +92,8 @@ export function latestRevisionOnly<T>(
           }
           highest.set(key, revision);
           if (highest.size > capacity) {
-            const oldest = highest.keys().next();
+            let oldest = oldestFirst.next();
+            if (oldest.done) oldest = (oldestFirst = highest.keys()).next();
             if (!oldest.done) highest.delete(oldest.value);
           }
           return true;

@@ -114,8 +114,12 @@ export function serialPerKey<T, R>(
       // Invariant: a key with mail is either running or waiting in `ready`.
       const mailboxes = new Map<string, T[]>();
       const running = new Set<string>();
-      // A Set iterates in insertion order, so it is the FIFO line of keys waiting for a slot.
+      // A Set iterates in insertion order, so it is the FIFO line of keys waiting for a
+      // slot. It is read through one kept iterator (replaced once it has run out), so
+      // the holes taken keys leave in the Set's table are stepped over once, not on
+      // every turn (see dedupeByKey).
       const ready = new Set<string>();
+      let readyInOrder = ready.values();
       const turns = new Set<Subscription>();
       let sourceDone = false;
       let pumping = false;
@@ -165,7 +169,8 @@ export function serialPerKey<T, R>(
         pumping = true;
         try {
           while (!subscriber.closed && running.size < maxConcurrentKeys && ready.size > 0) {
-            const next = ready.values().next();
+            let next = readyInOrder.next();
+            if (next.done) next = (readyInOrder = ready.values()).next();
             if (next.done) break;
             ready.delete(next.value);
             startTurn(next.value);
