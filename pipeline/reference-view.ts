@@ -22,6 +22,13 @@ export class ReferenceView {
   readonly #ratecardsByContract = new Map<string, Map<string, RatecardRecord>>();
   readonly #projectsByContract = new Map<string, Set<string>>();
   readonly #assignmentSpans = new Map<string, string>();
+  /** The project each assignment is filed under, so a move touches only the two projects concerned. */
+  readonly #projectOfAssignment = new Map<string, string>();
+  // The lists a snapshot hands out, built once per change instead of once per
+  // entry (every entry enriched allocated both afresh). Dropped on every put
+  // that touches them; read-only to whoever holds a snapshot.
+  readonly #assignmentLists = new Map<string, readonly AssignmentRecord[]>();
+  readonly #ratecardLists = new Map<string, readonly RatecardRecord[]>();
 
   project(projectId: string): ProjectRecord | undefined {
     return this.#projects.get(projectId);
@@ -30,13 +37,11 @@ export class ReferenceView {
   /** What enrichment of one entry needs, read at the moment it passes. */
   snapshotFor(projectId: string, consultantId: string): ReferenceSnapshot {
     const project = this.#projects.get(projectId);
-    const assignments = this.#assignmentsByProject.get(projectId);
-    const ratecards = project ? this.#ratecardsByContract.get(project.contractId) : undefined;
     return {
       project,
       consultant: this.#consultants.get(consultantId),
-      assignments: assignments ? [...assignments.values()] : NONE,
-      ratecards: ratecards ? [...ratecards.values()] : NONE,
+      assignments: listOf(this.#assignmentLists, this.#assignmentsByProject, projectId),
+      ratecards: project ? listOf(this.#ratecardLists, this.#ratecardsByContract, project.contractId) : NONE,
       assignmentSpans: this.#assignmentSpans,
     };
   }
@@ -55,12 +60,16 @@ export class ReferenceView {
   }
 
   putAssignment(record: AssignmentRecord, spanContext?: string | null): void {
-    for (const [projectId, byId] of this.#assignmentsByProject) {
-      if (projectId !== record.projectId) byId.delete(record.assignmentId);
+    const previousProject = this.#projectOfAssignment.get(record.assignmentId);
+    if (previousProject !== undefined && previousProject !== record.projectId) {
+      this.#assignmentsByProject.get(previousProject)?.delete(record.assignmentId);
+      this.#assignmentLists.delete(previousProject);
     }
+    this.#projectOfAssignment.set(record.assignmentId, record.projectId);
     let byId = this.#assignmentsByProject.get(record.projectId);
     if (!byId) this.#assignmentsByProject.set(record.projectId, (byId = new Map()));
     byId.set(record.assignmentId, record);
+    this.#assignmentLists.delete(record.projectId);
     if (spanContext) this.#assignmentSpans.set(record.assignmentId, spanContext);
   }
 
@@ -68,6 +77,7 @@ export class ReferenceView {
     let byId = this.#ratecardsByContract.get(record.contractId);
     if (!byId) this.#ratecardsByContract.set(record.contractId, (byId = new Map()));
     byId.set(ratecardId(record), record);
+    this.#ratecardLists.delete(record.contractId);
   }
 
   /** Projects whose waiting entries a change of this contract's rate cards may release. */
@@ -82,6 +92,17 @@ export class ReferenceView {
     for (const m of this.#ratecardsByContract.values()) ratecards += m.size;
     return { projects: this.#projects.size, consultants: this.#consultants.size, assignments, ratecards };
   }
+}
+
+/** The values of `byKey.get(key)` as a list, kept in `lists` until a put drops it. */
+function listOf<T>(lists: Map<string, readonly T[]>, byKey: ReadonlyMap<string, ReadonlyMap<string, T>>, key: string): readonly T[] {
+  let list = lists.get(key);
+  if (list === undefined) {
+    const byId = byKey.get(key);
+    if (!byId) return NONE;
+    lists.set(key, (list = [...byId.values()]));
+  }
+  return list;
 }
 
 export function ratecardId(record: Pick<RatecardRecord, 'contractId' | 'role' | 'effectiveFrom'>): string {
