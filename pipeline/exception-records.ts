@@ -61,7 +61,6 @@ export function exceptionRow(input: ExceptionInput): ExceptionRow {
   };
 }
 
-
 export function exceptionAnnouncement(row: ExceptionRow, firstSeenAt: Date, attempts: number, headers: Record<string, string> | null = null): NatsOutboxRow {
   return {
     subject: `exceptions.${row.code}.${row.region}.${row.project_id ?? 'unknown'}`,
