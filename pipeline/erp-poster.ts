@@ -15,7 +15,8 @@
 import { createHash } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { exceptionRow, recordExceptions } from './exception-records.ts';
-import { queueNatsMessages, type NatsOutboxRow, type QueuedNatsBatch } from './nats-outbox.ts';
+import { postedAnnouncement, type PostedFacts } from './announcements.ts';
+import { queueNatsMessages, type QueuedNatsBatch } from './nats-outbox.ts';
 import { EntryTracing } from './entry-tracing.ts';
 import { nativeQuery } from './state/native-sql.ts';
 
@@ -67,7 +68,8 @@ export interface ClaimedRow {
   attempts: number;
 }
 
-export interface PostedOutboxRow { externalId: string; documentId: string; projectId: string; region: string; traceParent: string | null; transaction: Record<string, unknown> }
+/** A posted line: what its billing.posted.* announcement says. */
+export type PostedOutboxRow = PostedFacts;
 
 export class ErpPoster {
   readonly #orm: MikroORM;
@@ -290,7 +292,7 @@ export class ErpPoster {
       const result = byExternalId.get(row.external_id);
       if (!result) continue;
       ids.push(row.id);
-      posted.push({ externalId: row.external_id, documentId: result.documentId, projectId: row.project_id, region: row.region, traceParent: row.trace_parent, transaction: row.transaction });
+      posted.push({ id: row.id, externalId: row.external_id, documentId: result.documentId, projectId: row.project_id, region: row.region, traceParent: row.trace_parent, transaction: row.transaction });
     }
     const announcements = await this.#orm.em.fork().transactional(async (em) => {
       await nativeQuery(em,
@@ -357,13 +359,4 @@ export function canonicalLine(transaction: Record<string, unknown>): Record<stri
   const line: Record<string, unknown> = {};
   for (const key of Object.keys(transaction).sort()) line[key] = transaction[key];
   return line;
-}
-
-function postedAnnouncement(row: PostedOutboxRow): NatsOutboxRow {
-  return {
-    subject: `billing.posted.${row.region}.${row.projectId}`,
-    msg_id: `posted:${row.externalId}`,
-    payload: { ...row.transaction, documentId: row.documentId },
-    headers: row.traceParent ? { traceparent: row.traceParent } : null,
-  };
 }

@@ -4,7 +4,14 @@
 // thousand), kept as the JSON text of the list, each payload serialised once.
 // The relay publishes them after the commit, from memory when the writer hands
 // the batch over, else by reading the row back (`readOutboxBatch`).
+//
+// A message whose payload the same transaction's rows already hold (an
+// enriched entry, a posted line: announcements.ts) is kept as a reference to
+// them, and read back by rebuilding it from those rows.
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { enrichedAnnouncement, postedAnnouncement, type OutboxReference } from './announcements.ts';
+import { parseMoney } from './model/money.ts';
+import type { TimeRecord } from './model/types.ts';
 import { nativeQuery } from './state/native-sql.ts';
 
 /** A message to queue: its payload an object (serialised here), or text already serialised. */
@@ -13,6 +20,8 @@ export interface NatsOutboxRow {
   msg_id: string;
   payload: unknown;
   headers: Record<string, string> | null;
+  /** Kept in the ledger instead of the message when the transaction's own rows hold its payload (announcements.ts). */
+  ref?: OutboxReference;
 }
 
 /** A message to publish; a string payload is sent as it is (already serialised JSON). */
@@ -34,15 +43,80 @@ export async function queueNatsMessages(em: EntityManager, rows: readonly NatsOu
   for (const row of rows) {
     const payload = JSON.stringify(row.payload);
     messages.push({ subject: row.subject, msgId: row.msg_id, payload, headers: row.headers });
-    parts.push(`${JSON.stringify({ subject: row.subject, msg_id: row.msg_id, headers: row.headers }).slice(0, -1)},"payload":${payload}}`);
+    parts.push(row.ref ? JSON.stringify(row.ref) : `${JSON.stringify({ subject: row.subject, msg_id: row.msg_id, headers: row.headers }).slice(0, -1)},"payload":${payload}}`);
   }
   const [inserted] = await nativeQuery<{ id: string }>(em,
     `insert into nats_outbox_batch (messages, message_count) values ($1, $2) returning id`, [`[${parts.join(',')}]`, rows.length]);
   return { id: (inserted as { id: string }).id, messages };
 }
 
-/** The messages of an outbox row's text, as `queueNatsMessages` wrote them. */
-export function readOutboxBatch(text: string): OutboxMessage[] {
-  const rows = JSON.parse(text) as NatsOutboxRow[];
-  return rows.map((m) => ({ subject: m.subject, msgId: m.msg_id, payload: m.payload, headers: m.headers }));
+/** An outbox row read back: its messages in order, and any reference whose rows are gone (never expected: they were written in the same transaction). */
+export interface ReadOutboxBatch { messages: OutboxMessage[]; unresolved: OutboxReference[] }
+
+/** The messages of an outbox row's text, as `queueNatsMessages` wrote them, references rebuilt from the rows they name. */
+export async function readOutboxBatch(em: EntityManager, text: string): Promise<ReadOutboxBatch> {
+  const elements = JSON.parse(text) as (NatsOutboxRow | OutboxReference)[];
+  const enrichedKeys = elements.filter((e): e is Extract<OutboxReference, ['enriched', ...unknown[]]> => Array.isArray(e) && e[0] === 'enriched');
+  const postedIds = elements.filter((e): e is ['posted', string] => Array.isArray(e) && e[0] === 'posted').map((e) => e[1]);
+  const revisions = new Map<string, EnrichedRevisionRow>();
+  if (enrichedKeys.length > 0) {
+    for (const row of await nativeQuery<EnrichedRevisionRow>(em, ENRICHED_REVISIONS, [enrichedKeys.map((k) => k[1]), enrichedKeys.map((k) => k[2])])) {
+      revisions.set(`${row.entry_id}:${row.revision}`, row);
+    }
+  }
+  const lines = new Map<string, PostedLineRow>();
+  if (postedIds.length > 0) {
+    for (const row of await nativeQuery<PostedLineRow>(em,
+      `select id::text as id, external_id, project_id, region, transaction, document_id, trace_parent from erp_outbox where id = any($1::bigint[]) and document_id is not null`,
+      [postedIds])) {
+      lines.set(row.id, row);
+    }
+  }
+  const messages: OutboxMessage[] = [];
+  const unresolved: OutboxReference[] = [];
+  for (const element of elements) {
+    if (!Array.isArray(element)) {
+      messages.push({ subject: element.subject, msgId: element.msg_id, payload: element.payload, headers: element.headers });
+      continue;
+    }
+    const rebuilt = element[0] === 'enriched' ? enrichedOf(element, revisions.get(`${element[1]}:${element[2]}`)) : postedOf(lines.get(element[1]));
+    if (rebuilt) messages.push({ subject: rebuilt.subject, msgId: rebuilt.msg_id, payload: rebuilt.payload, headers: rebuilt.headers });
+    else unresolved.push(element);
+  }
+  return { messages, unresolved };
+}
+
+interface EnrichedRevisionRow {
+  entry_id: string; revision: number; region: string; record: TimeRecord; billable: boolean | null; role: string | null;
+  rate_minor: string | null; amount_minor: string | null; currency: string | null; decided_at: string | Date | null; trace_id: string | null; trace_parent: string | null;
+}
+
+interface PostedLineRow { id: string; external_id: string; project_id: string; region: string; transaction: Record<string, unknown>; document_id: string; trace_parent: string | null }
+
+/** One primary-key probe per revision, whatever the table's statistics (see ENTRY_REVISIONS_OF_ENTRIES in project-actor.ts). */
+const ENRICHED_REVISIONS = `select r.* from unnest($1::text[], $2::int[]) as k(entry_id, revision),
+  lateral (select entry_id, revision, region, record, billable, role, rate_minor, amount_minor, currency, decided_at, trace_id, trace_parent
+           from entry_revision e where e.entry_id = k.entry_id and e.revision = k.revision offset 0) r`;
+
+/**
+ * The enriched message as its turn announced it. A revision re-decided since
+ * without an enrichment (a replayed revision whose project has closed) no longer
+ * holds what was announced; its later decision speaks for it instead.
+ */
+function enrichedOf(ref: Extract<OutboxReference, ['enriched', ...unknown[]]>, row: EnrichedRevisionRow | undefined): NatsOutboxRow | null {
+  if (!row || row.billable === null || row.role === null || row.currency === null || row.decided_at === null) return null;
+  const [, , , customerId, contractId, legalEntity, costAmount] = ref;
+  return enrichedAnnouncement({
+    entry: row.record, region: row.region, billable: row.billable, role: row.role,
+    rateMinor: row.rate_minor === null ? null : BigInt(row.rate_minor), amountMinor: row.amount_minor === null ? null : BigInt(row.amount_minor),
+    currency: row.currency, customerId, contractId, legalEntity, costAmountMinor: costAmount === null ? null : parseMoney(costAmount),
+    processedAt: new Date(row.decided_at), traceId: row.trace_id, traceParent: row.trace_parent,
+  });
+}
+
+function postedOf(row: PostedLineRow | undefined): NatsOutboxRow | null {
+  if (!row) return null;
+  return postedAnnouncement({
+    id: row.id, externalId: row.external_id, documentId: row.document_id, projectId: row.project_id, region: row.region, traceParent: row.trace_parent, transaction: row.transaction,
+  });
 }

@@ -109,7 +109,8 @@ export class NatsRelay {
       if (rows.length === 0) return 0;
       let relayed = 0;
       for (const row of rows) {
-        const messages = readOutboxBatch(row.messages);
+        const { messages, unresolved } = await readOutboxBatch(em as EntityManager, row.messages);
+        if (unresolved.length > 0) this.#options.onError?.(new Error(`outbox batch ${row.id}: ${unresolved.length} referenced rows are gone (first: ${JSON.stringify(unresolved[0])}); the rest is published`));
         await this.#publish(messages);
         relayed += messages.length;
       }

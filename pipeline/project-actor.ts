@@ -17,6 +17,7 @@ import { planRevision, wouldExceedCap, type EnrichmentOutcome } from './model/bi
 import { formatHours, formatMoney, parseHours, parseMoney } from './model/money.ts';
 import type { ExceptionCode, MilestoneRecord, ProjectRecord, TimeRecord } from './model/types.ts';
 import { addToCounters, exceptionRow, recordExceptions, type ExceptionRow } from './exception-records.ts';
+import { enrichedAnnouncement } from './announcements.ts';
 import { queueNatsMessages, type NatsOutboxRow, type QueuedNatsBatch } from './nats-outbox.ts';
 import type { ReferenceSnapshot } from './reference-view.ts';
 import { nativeQuery } from './state/native-sql.ts';
@@ -422,7 +423,13 @@ export class ProjectActors {
       entryStates.set(entry.entryId, current);
       seenRevisions.set(key, { stage, first_seen_at: firstSeenAt.toISOString(), amount_minor: enrichment?.amountMinor?.toString() ?? null });
       decisions.push({ entryId: entry.entryId, revision: entry.revision, stage, traceId: item.traceId });
-      if (enrichment && project) writes.nats.push(enrichedMessage(entry, project, enrichment, item, now));
+      if (enrichment && project) {
+        writes.nats.push(enrichedAnnouncement({
+          entry, region: project.region, billable: enrichment.billable, role: enrichment.role, rateMinor: enrichment.rateMinor, amountMinor: enrichment.amountMinor,
+          currency: enrichment.currency, customerId: project.customerId, contractId: project.contractId, legalEntity: project.legalEntity,
+          costAmountMinor: enrichment.costAmountMinor, processedAt: now, traceId: item.traceId ?? null, traceParent: item.traceParent ?? null,
+        }));
+      }
     }
 
     turnTrace.decided(writes.revisions.slice(firstRevisionRow));
@@ -561,28 +568,6 @@ function outboxRow(transaction: Record<string, string | number>, projectId: stri
 
 function signedHours(text: string): bigint {
   return text.startsWith('-') ? -parseHours(text.slice(1)) : parseHours(text);
-}
-
-function enrichedMessage(entry: TimeRecord, project: ProjectRecord, enrichment: Extract<EnrichmentOutcome, { kind: 'enriched' }>, item: TimeItem, now: Date): NatsOutboxRow {
-  return {
-    subject: `enriched.time.${project.region}.${project.projectId}`,
-    msg_id: `enriched:${entry.entryId}:${entry.revision}`,
-    payload: {
-      ...entry,
-      billable: enrichment.billable,
-      role: enrichment.role,
-      rate: enrichment.rateMinor === null ? null : formatMoney(enrichment.rateMinor),
-      amount: enrichment.amountMinor === null ? null : formatMoney(enrichment.amountMinor),
-      currency: enrichment.currency,
-      customerId: project.customerId,
-      contractId: project.contractId,
-      legalEntity: project.legalEntity,
-      costAmount: enrichment.costAmountMinor === null ? null : formatMoney(enrichment.costAmountMinor),
-      processedAt: now.toISOString(),
-      traceId: item.traceId ?? null,
-    },
-    headers: { 'Schema-Version': '1', ...(item.traceParent ? { traceparent: item.traceParent } : {}) },
-  };
 }
 
 async function writeRevisions(em: EntityManager, rows: readonly Record<string, unknown>[]): Promise<void> {
