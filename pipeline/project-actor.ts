@@ -20,7 +20,7 @@ import { addToCounters, exceptionRow, recordExceptions, type ExceptionRow } from
 import { enrichedAnnouncement } from './announcements.ts';
 import { queueNatsMessages, type NatsOutboxRow, type QueuedNatsBatch } from './nats-outbox.ts';
 import type { ReferenceSnapshot } from './reference-view.ts';
-import { nativeQuery } from './state/native-sql.ts';
+import { PositionalRows, nativeQuery } from './state/native-sql.ts';
 import { EntryTracing, type EntryTiming, type TurnTrace } from './entry-tracing.ts';
 import type { ClaimedRow } from './erp-poster.ts';
 
@@ -451,15 +451,11 @@ export class ProjectActors {
       // Written with the lease already running: the rows go to this instance's
       // poster in memory and no other poster claims them meanwhile.
       const inserted = await nativeQuery<{ id: string; external_id: string }>(em,
-        `insert into erp_outbox (external_id, kind, project_id, region, entry_id, milestone_id, revision, work_date, hours_hundredths, amount_minor, currency, transaction, trace_parent,
-           attempts, next_attempt_at)
-         select x.external_id, x.kind, x.project_id, x.region, x.entry_id, x.milestone_id, x.revision, x.work_date, x.hours_hundredths, x.amount_minor, x.currency, x.transaction, x.trace_parent,
-           1, now() + ($2::int * interval '1 millisecond')
-         from jsonb_to_recordset($1::jsonb) as x(external_id text, kind text, project_id text, region text, entry_id text, milestone_id text, revision int,
-           work_date date, hours_hundredths bigint, amount_minor bigint, currency text, transaction jsonb, trace_parent text)
+        `insert into erp_outbox (${ERP_OUTBOX_ROWS.columns}, attempts, next_attempt_at)
+         select ${ERP_OUTBOX_ROWS.select}, 1, now() + ($2::int * interval '1 millisecond') from jsonb_array_elements($1::jsonb) as x
          on conflict (external_id) do nothing
          returning id, external_id`,
-        [JSON.stringify(writes.erpOutbox), this.#options.erpLeaseMs ?? 30_000]);
+        [ERP_OUTBOX_ROWS.json(writes.erpOutbox), this.#options.erpLeaseMs ?? 30_000]);
       const written = new Map(writes.erpOutbox.map((row) => [row.external_id as string, row]));
       for (const { id, external_id: externalId } of inserted) {
         const row = written.get(externalId);
@@ -570,21 +566,27 @@ function signedHours(text: string): bigint {
   return text.startsWith('-') ? -parseHours(text.slice(1)) : parseHours(text);
 }
 
+const REVISION_ROWS = new PositionalRows([
+  ['entry_id', 'text'], ['revision', 'int'], ['project_id', 'text'], ['region', 'text'], ['status', 'text'], ['stage', 'text'], ['waiting_for', 'text'],
+  ['billable', 'boolean'], ['role', 'text'], ['rate_minor', 'bigint'], ['amount_minor', 'bigint'], ['currency', 'text'], ['hours_hundredths', 'bigint'],
+  ['work_date', 'date'], ['record', 'jsonb'], ['exception_code', 'text'], ['trace_id', 'text'], ['trace_parent', 'text'], ['first_seen_at', 'timestamptz'],
+  ['approved_at', 'timestamptz'], ['enriched_at', 'timestamptz'], ['decided_at', 'timestamptz'],
+]);
+
 async function writeRevisions(em: EntityManager, rows: readonly Record<string, unknown>[]): Promise<void> {
   if (rows.length === 0) return;
   const latest = [...new Map(rows.map((r) => [`${String(r.entry_id)}:${String(r.revision)}`, r])).values()];
   await nativeQuery(em,
-    `insert into entry_revision as t (entry_id, revision, project_id, region, status, stage, waiting_for, billable, role, rate_minor, amount_minor, currency,
-       hours_hundredths, work_date, record, exception_code, trace_id, trace_parent, first_seen_at, approved_at, enriched_at, decided_at)
-     select x.entry_id, x.revision, x.project_id, x.region, x.status, x.stage, x.waiting_for, x.billable, x.role, x.rate_minor, x.amount_minor, x.currency,
-       x.hours_hundredths, x.work_date, x.record, x.exception_code, x.trace_id, x.trace_parent, x.first_seen_at, x.approved_at, x.enriched_at, x.decided_at
-     from jsonb_to_recordset($1::jsonb) as x(entry_id text, revision int, project_id text, region text, status text, stage text, waiting_for text,
-       billable boolean, role text, rate_minor bigint, amount_minor bigint, currency text, hours_hundredths bigint, work_date date, record jsonb,
-       exception_code text, trace_id text, trace_parent text, first_seen_at timestamptz, approved_at timestamptz, enriched_at timestamptz, decided_at timestamptz)
+    `insert into entry_revision as t (${REVISION_ROWS.columns})
+     select ${REVISION_ROWS.select} from jsonb_array_elements($1::jsonb) as x
      on conflict (entry_id, revision) do update set stage = excluded.stage, waiting_for = excluded.waiting_for, billable = excluded.billable,
        role = excluded.role, rate_minor = excluded.rate_minor, amount_minor = excluded.amount_minor, currency = excluded.currency,
        exception_code = excluded.exception_code, region = excluded.region, enriched_at = excluded.enriched_at, decided_at = excluded.decided_at,
        trace_id = coalesce(t.trace_id, excluded.trace_id), trace_parent = coalesce(t.trace_parent, excluded.trace_parent)`,
-    [JSON.stringify(latest)]);
+    [REVISION_ROWS.json(latest)]);
 }
 
+const ERP_OUTBOX_ROWS = new PositionalRows([
+  ['external_id', 'text'], ['kind', 'text'], ['project_id', 'text'], ['region', 'text'], ['entry_id', 'text'], ['milestone_id', 'text'], ['revision', 'int'],
+  ['work_date', 'date'], ['hours_hundredths', 'bigint'], ['amount_minor', 'bigint'], ['currency', 'text'], ['transaction', 'jsonb'], ['trace_parent', 'text'],
+]);
