@@ -20,6 +20,21 @@ async function processCpuSeconds(pid: number): Promise<{ seconds: number; comman
   }
 }
 
+/**
+ * CPU seconds so far of one thread of a process (the main thread's id is the
+ * process's): a Node.js process's total includes its GC and I/O threads, but
+ * its JavaScript runs on the main thread alone, which caps it at one core.
+ */
+export async function threadCpuSeconds(pid: number, tid: number = pid): Promise<number> {
+  try {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  } catch {
+    return 0;
+  }
+}
+
 /** CPU seconds so far of every process, grouped by `groupOf(pid, command)` (null leaves a process out). */
 export async function cpuByGroup(groupOf: (pid: number, command: string) => string | null): Promise<CpuGroups> {
   const groups: CpuGroups = {};
