@@ -50,7 +50,11 @@ export async function queueNatsMessages(em: EntityManager, rows: readonly NatsOu
   return { id: (inserted as { id: string }).id, messages };
 }
 
-/** An outbox row read back: its messages in order, and any reference whose rows are gone (never expected: they were written in the same transaction). */
+/**
+ * An outbox row read back: its messages in order, and the references it could
+ * not rebuild: rows gone (never expected: the same transaction wrote them), or
+ * a revision re-decided since without an enrichment (see `enrichedOf`).
+ */
 export interface ReadOutboxBatch { messages: OutboxMessage[]; unresolved: OutboxReference[] }
 
 /** The messages of an outbox row's text, as `queueNatsMessages` wrote them, references rebuilt from the rows they name. */

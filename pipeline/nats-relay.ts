@@ -110,7 +110,7 @@ export class NatsRelay {
       let relayed = 0;
       for (const row of rows) {
         const { messages, unresolved } = await readOutboxBatch(em as EntityManager, row.messages);
-        if (unresolved.length > 0) this.#options.onError?.(new Error(`outbox batch ${row.id}: ${unresolved.length} referenced rows are gone (first: ${JSON.stringify(unresolved[0])}); the rest is published`));
+        if (unresolved.length > 0) this.#options.onError?.(new Error(`outbox batch ${row.id}: ${unresolved.length} messages could not be rebuilt from the rows they refer to, gone or re-decided since (first: ${JSON.stringify(unresolved[0])}); the rest is published`));
         await this.#publish(messages);
         relayed += messages.length;
       }
