@@ -1,7 +1,9 @@
 // A private PostgreSQL database per test suite on the machine's server, dropped on
 // dispose, so runs never see each other's rows.
 import { randomBytes } from 'node:crypto';
+import type { MikroORM } from '@mikro-orm/postgresql';
 import pg from 'pg';
+import { openLedger } from '../../pipeline/state/orm.ts';
 
 export const ADMIN_DATABASE_URL = process.env.TEST_ADMIN_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -34,4 +36,35 @@ export async function createTestDatabase(prefix = 'billstream_test'): Promise<Te
       }
     },
   };
+}
+
+/** A private database brought up to date as billstream's ledger: its ORM, and a plain client on it for what a test checks. */
+export interface TestLedger extends AsyncDisposable {
+  url: string;
+  orm: MikroORM;
+  sql: pg.Client;
+}
+
+/** The ledger, its client and its database are all gone on dispose, whatever the test left. */
+export async function createTestLedger(): Promise<TestLedger> {
+  const db = await createTestDatabase();
+  let orm: MikroORM | undefined;
+  try {
+    orm = await openLedger({ databaseUrl: db.url });
+    const sql = new pg.Client({ connectionString: db.url });
+    await sql.connect();
+    const ledger = orm;
+    return {
+      url: db.url, orm: ledger, sql,
+      async [Symbol.asyncDispose]() {
+        await sql.end().catch(() => undefined);
+        await ledger.close();
+        await db[Symbol.asyncDispose]();
+      },
+    };
+  } catch (err) {
+    await orm?.close();
+    await db[Symbol.asyncDispose]();
+    throw err;
+  }
 }
