@@ -45,26 +45,22 @@ export interface TestLedger extends AsyncDisposable {
   sql: pg.Client;
 }
 
-/** The ledger, its client and its database are all gone on dispose, whatever the test left. */
+/** The ledger, its client and its database are all gone on dispose, whatever the test left (and if opening fails half way). */
 export async function createTestLedger(): Promise<TestLedger> {
   const db = await createTestDatabase();
-  let orm: MikroORM | undefined;
-  try {
-    orm = await openLedger({ databaseUrl: db.url });
-    const sql = new pg.Client({ connectionString: db.url });
-    await sql.connect();
-    const ledger = orm;
-    return {
-      url: db.url, orm: ledger, sql,
-      async [Symbol.asyncDispose]() {
-        await sql.end().catch(() => undefined);
-        await ledger.close();
-        await db[Symbol.asyncDispose]();
-      },
-    };
-  } catch (err) {
-    await orm?.close();
+  const opened: { orm?: MikroORM; sql?: pg.Client } = {};
+  const dispose = async () => {
+    await opened.sql?.end().catch(() => undefined);
+    await opened.orm?.close();
     await db[Symbol.asyncDispose]();
+  };
+  try {
+    const orm = (opened.orm = await openLedger({ databaseUrl: db.url }));
+    const sql = (opened.sql = new pg.Client({ connectionString: db.url }));
+    await sql.connect();
+    return { url: db.url, orm, sql, [Symbol.asyncDispose]: dispose };
+  } catch (err) {
+    await dispose();
     throw err;
   }
 }
