@@ -8,13 +8,18 @@ export type CpuGroups = Record<string, number>;
 
 const TICKS_PER_SECOND = 100;
 
+/** User plus system CPU seconds from a /proc `stat` line (a process's or a thread's: the same layout). */
+function cpuSecondsOf(stat: string): number {
+  // Fields after the command, which is in parentheses and may hold spaces: utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
 async function processCpuSeconds(pid: number): Promise<{ seconds: number; command: string } | null> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]);
+    const seconds = cpuSecondsOf(await readFile(`/proc/${pid}/stat`, 'utf8'));
     const command = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ');
-    return { seconds: ticks / TICKS_PER_SECOND, command };
+    return { seconds, command };
   } catch {
     return null;
   }
@@ -27,9 +32,7 @@ async function processCpuSeconds(pid: number): Promise<{ seconds: number; comman
  */
 export async function threadCpuSeconds(pid: number, tid: number = pid): Promise<number> {
   try {
-    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+    return cpuSecondsOf(await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
   } catch {
     return 0;
   }
