@@ -20,9 +20,9 @@ import type { NatsOutboxRow } from './nats-outbox.ts';
  *   were when the turn decided.
  * - `['posted', erpOutboxId]`: the erp_outbox row holds the line, its document and its trace.
  */
-export type OutboxReference =
-  | ['enriched', string, number, string, string, string, string | null]
-  | ['posted', string];
+export type OutboxReference = EnrichedReference | PostedReference;
+export type EnrichedReference = ['enriched', entryId: string, revision: number, customerId: string, contractId: string, legalEntity: string, costAmount: string | null];
+export type PostedReference = ['posted', erpOutboxId: string];
 
 /** Everything an enriched message says. */
 export interface EnrichedFacts {

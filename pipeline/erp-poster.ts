@@ -51,7 +51,7 @@ export interface ErpPosterOptions {
   /** Sleep between polls when the outbox is empty (a wake() cuts it short). @default 500 ms */
   idleMs?: number;
   /** After the posted lines' transaction committed, with their billing.posted.* announcements' outbox batch (for the relay to publish from memory). */
-  onPosted?: (lines: PostedOutboxRow[], announcements: QueuedNatsBatch | null) => void;
+  onPosted?: (lines: PostedFacts[], announcements: QueuedNatsBatch | null) => void;
   onError?: (err: unknown) => void;
   /** Traces each post (a batch span linked to its entries, an erp.posted span in each entry's trace). @default EntryTracing.off */
   tracing?: EntryTracing;
@@ -67,9 +67,6 @@ export interface ClaimedRow {
   trace_parent: string | null;
   attempts: number;
 }
-
-/** A posted line: what its billing.posted.* announcement says. */
-export type PostedOutboxRow = PostedFacts;
 
 export class ErpPoster {
   readonly #orm: MikroORM;
@@ -286,7 +283,7 @@ export class ErpPoster {
 
   async #settlePosted(rows: ClaimedRow[], results: ErpPostedLine[], settledIds: Set<string>): Promise<number> {
     const byExternalId = new Map(results.map((r) => [r.externalId, r]));
-    const posted: PostedOutboxRow[] = [];
+    const posted: PostedFacts[] = [];
     const ids: string[] = [];
     for (const row of rows) {
       const result = byExternalId.get(row.external_id);

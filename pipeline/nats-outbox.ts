@@ -9,7 +9,7 @@
 // enriched entry, a posted line: announcements.ts) is kept as a reference to
 // them, and read back by rebuilding it from those rows.
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { enrichedAnnouncement, postedAnnouncement, type OutboxReference } from './announcements.ts';
+import { enrichedAnnouncement, postedAnnouncement, type EnrichedReference, type OutboxReference, type PostedReference } from './announcements.ts';
 import { parseMoney } from './model/money.ts';
 import type { TimeRecord } from './model/types.ts';
 import { nativeQuery } from './state/native-sql.ts';
@@ -60,8 +60,8 @@ export interface ReadOutboxBatch { messages: OutboxMessage[]; unresolved: Outbox
 /** The messages of an outbox row's text, as `queueNatsMessages` wrote them, references rebuilt from the rows they name. */
 export async function readOutboxBatch(em: EntityManager, text: string): Promise<ReadOutboxBatch> {
   const elements = JSON.parse(text) as (NatsOutboxRow | OutboxReference)[];
-  const enrichedKeys = elements.filter((e): e is Extract<OutboxReference, ['enriched', ...unknown[]]> => Array.isArray(e) && e[0] === 'enriched');
-  const postedIds = elements.filter((e): e is ['posted', string] => Array.isArray(e) && e[0] === 'posted').map((e) => e[1]);
+  const enrichedKeys = elements.filter((e): e is EnrichedReference => Array.isArray(e) && e[0] === 'enriched');
+  const postedIds = elements.filter((e): e is PostedReference => Array.isArray(e) && e[0] === 'posted').map((e) => e[1]);
   const revisions = new Map<string, EnrichedRevisionRow>();
   if (enrichedKeys.length > 0) {
     for (const row of await nativeQuery<EnrichedRevisionRow>(em, ENRICHED_REVISIONS, [enrichedKeys.map((k) => k[1]), enrichedKeys.map((k) => k[2])])) {
@@ -107,7 +107,7 @@ const ENRICHED_REVISIONS = `select r.* from unnest($1::text[], $2::int[]) as k(e
  * without an enrichment (a replayed revision whose project has closed) no longer
  * holds what was announced; its later decision speaks for it instead.
  */
-function enrichedOf(ref: Extract<OutboxReference, ['enriched', ...unknown[]]>, row: EnrichedRevisionRow | undefined): NatsOutboxRow | null {
+function enrichedOf(ref: EnrichedReference, row: EnrichedRevisionRow | undefined): NatsOutboxRow | null {
   if (!row || row.billable === null || row.role === null || row.currency === null || row.decided_at === null) return null;
   const [, , , customerId, contractId, legalEntity, costAmount] = ref;
   return enrichedAnnouncement({
