@@ -22,7 +22,14 @@ async function writeOutbox(sql: pg.Client, count: number, leaseMs: number): Prom
   return rows;
 }
 
-const unavailable: ErpPort = { postTransactions: () => Promise.reject(new Error('503 Service Unavailable')) };
+// Answers 503 only after the poster's lease (200 ms below) has run out. The
+// failing instance retries the lines it gave back once their backoff is over,
+// racing the survivor for them (skip locked: each takes the lines the other has
+// not locked yet). Failing at once, every line it won had its backoff doubled
+// (1, 2, 4, 8 s), so four wins in a row outlasted the deadline: a full run of
+// the suite once ended with one line posted and four pending. Failing slowly,
+// what it claims is the survivor's to take once its lease is out.
+const unavailable: ErpPort = { postTransactions: () => new Promise((_, reject) => setTimeout(() => reject(new Error('503 Service Unavailable')), 300)) };
 const books: ErpPort = {
   postTransactions: (transactions) => Promise.resolve(transactions.map((t, i) => ({ externalId: String(t.externalId), documentId: `DOC-${i}`, status: 'created' }))),
 };
@@ -39,7 +46,9 @@ describe('ErpPoster admission', () => {
       failing.start();
       failing.submit(await writeOutbox(sql, 5, 200));
       // The post fails: the lines are back in the ledger, still this instance's, still unposted.
-      await new Promise((r) => setTimeout(r, 400));
+      const failedBy = Date.now() + 10_000;
+      while (Date.now() < failedBy && (await sql.query(`select 1 from erp_outbox where last_error is null`)).rowCount !== 0) await new Promise((r) => setTimeout(r, 20));
+      expect((await sql.query(`select 1 from erp_outbox where status = 'pending' and last_error like '503%'`)).rowCount).toBe(5);
       expect(failing.pending).toBe(5);
       let admitted = false;
       void failing.admit().then(() => { admitted = true; });
