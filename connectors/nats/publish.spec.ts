@@ -2,7 +2,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
 import { startNatsServer, type TestNatsServer } from '../../test/support/nats-server.ts';
-import { JetStreamPublishError, publishAll } from './publish.ts';
+import { JetStreamPublishError, headerBlock, publishAll } from './publish.ts';
 
 interface Setup extends AsyncDisposable { nats: TestNatsServer; nc: NatsConnection }
 
@@ -49,5 +49,29 @@ describe('publishAll', () => {
     await using s = await setup();
     await expect(publishAll(s.nc, [{ subject: 'nowhere.x', msgId: 'n-1', payload: {} }])).rejects.toThrow(new JetStreamPublishError('no stream stores nowhere.x'));
     await expect(publishAll(s.nc, [])).resolves.toEqual([]);
+  });
+
+  it('drops a malformed stored traceparent, keeps a valid one, and refuses a header value that would break the block', async () => {
+    await using s = await setup();
+    await publishAll(s.nc, [
+      { subject: 'spec.t', msgId: 'bad-trace', payload: 1, headers: { traceparent: 'not-a-traceparent', 'Schema-Version': '1' } },
+      { subject: 'spec.t', msgId: 'no-headers', payload: 2 },
+    ]);
+    const jsm = await jetstreamManager(s.nc);
+    const bad = await jsm.streams.getMessage('PUBLISH_SPEC', { seq: 1 });
+    expect(bad?.header.get('traceparent')).toBe('');
+    expect(bad?.header.get('Schema-Version')).toBe('1');
+    const bare = await jsm.streams.getMessage('PUBLISH_SPEC', { seq: 2 });
+    expect(bare?.header.keys()).toEqual(['Nats-Msg-Id']);
+    await expect(publishAll(s.nc, [{ subject: 'spec.t', msgId: 'x', payload: 3, headers: { 'Schema-Version': '1\r\nInjected: yes' } }]))
+      .rejects.toThrow('header Schema-Version: a value cannot contain CR or LF');
+    await expect(publishAll(s.nc, [{ subject: 'spec.t', msgId: 'y', payload: 3, headers: { 'Bad Name': 'v' } }]))
+      .rejects.toThrow("header name 'Bad Name': ' ' is not a valid character in a header name");
+    expect((await jsm.streams.info('PUBLISH_SPEC')).state.messages).toBe(2);
+  });
+
+  it('writes the header block NATS expects: stored headers in order, the trace context, then the message id', () => {
+    expect(headerBlock({ subject: 's', msgId: 'm-1', payload: {}, headers: { 'Schema-Version': ' 1 ', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 'Nats-Msg-Id': 'stale' } }))
+      .toBe('NATS/1.0\r\nSchema-Version: 1\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nNats-Msg-Id: m-1\r\n\r\n');
   });
 });
