@@ -181,11 +181,15 @@ export class BillingPipeline {
         capacity: this.#options.dedupeCapacity,
         onDuplicate: (m) => { m.message.ack(); this.#duplicatesInMemory++; },
       }),
-      map((m): TimeItem => ({
-        type: 'time', entry: m.record, outcome: { kind: 'waiting', missing: 'project', code: 'unknown_project', reason: '' }, snapshot: {},
-        region: m.region, receivedAt: m.message.publishedAt, traceParent: m.message.header('traceparent') ?? null,
-        traceId: traceIdOf(m.message.header('traceparent')), settle: m.message, bytes: m.message.data.length, timing: this.#options.tracing.deduped(m.timing),
-      })),
+      map((m): TimeItem => {
+        // Read once: each read of a NATS header looks through all of them.
+        const traceParent = m.message.header('traceparent') ?? null;
+        return {
+          type: 'time', entry: m.record, outcome: { kind: 'waiting', missing: 'project', code: 'unknown_project', reason: '' }, snapshot: {},
+          region: m.region, receivedAt: m.message.publishedAt, traceParent, traceId: traceIdOf(traceParent),
+          settle: m.message, bytes: m.message.data.length, timing: this.#options.tracing.deduped(m.timing),
+        };
+      }),
     );
     const entries$ = merge(time$, this.#released.pipe(takeUntil(stop))).pipe(
       enrichWith(() => this.#view, (item: TimeItem, view): TimeItem => {

@@ -38,6 +38,21 @@ describe('InFlightBudget', () => {
     expect({ messages: budget.messages, bytes: budget.bytes }).toEqual({ messages: 1, bytes: 1 });
   });
 
+  it('takes room at once with tryAcquire when it fits and no one waits, and takes nothing otherwise', async () => {
+    const budget = new InFlightBudget({ maxMessages: 2, maxBytes: 100 });
+    expect(budget.tryAcquire(60)).toBe(true);
+    expect(budget.tryAcquire(50)).toBe(false);
+    const waiter = budget.acquire(50);
+    // 10 bytes would fit, but the waiter is first in line.
+    expect(budget.tryAcquire(10)).toBe(false);
+    expect({ messages: budget.messages, bytes: budget.bytes }).toEqual({ messages: 1, bytes: 60 });
+    budget.release(60);
+    expect(await settled(waiter)).toBe(true);
+    expect(budget.tryAcquire(10)).toBe(true);
+    expect(budget.tryAcquire(1)).toBe(false);
+    expect({ messages: budget.messages, bytes: budget.bytes }).toEqual({ messages: 2, bytes: 60 });
+  });
+
   it('refuses limits that are not positive integers, naming the limit', () => {
     expect(() => new InFlightBudget({ maxMessages: 0, maxBytes: 1 })).toThrow(new InFlightLimitError('InFlightBudget: maxMessages must be a positive integer, got 0'));
     expect(() => new InFlightBudget({ maxMessages: 1, maxBytes: 1.5 })).toThrow(new InFlightLimitError('InFlightBudget: maxBytes must be a positive integer, got 1.5'));

@@ -36,11 +36,15 @@ export class InFlightBudget {
 
   /** Resolves once a message of `bytes` fits; waiters are served in order. */
   acquire(bytes: number): Promise<void> {
-    if (this.#waiting.length === 0 && this.#fits(bytes)) {
-      this.#take(bytes);
-      return Promise.resolve();
-    }
+    if (this.tryAcquire(bytes)) return Promise.resolve();
     return new Promise((resolve) => this.#waiting.push({ bytes, resolve }));
+  }
+
+  /** Takes room for a message of `bytes` if it fits now and no one waits before it; false (nothing taken) otherwise. */
+  tryAcquire(bytes: number): boolean {
+    if (this.#waiting.length > 0 || !this.#fits(bytes)) return false;
+    this.#take(bytes);
+    return true;
   }
 
   /** A message taken with `acquire(bytes)` is settled. */
