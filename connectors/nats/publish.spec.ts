@@ -51,7 +51,7 @@ describe('publishAll', () => {
     await expect(publishAll(s.nc, [])).resolves.toEqual([]);
   });
 
-  it('drops a malformed stored traceparent, keeps a valid one, and refuses a header value that would break the block', async () => {
+  it('drops a malformed stored traceparent, sends a message without headers with its message id alone, and refuses a header that would break the block', async () => {
     await using s = await setup();
     await publishAll(s.nc, [
       { subject: 'spec.t', msgId: 'bad-trace', payload: 1, headers: { traceparent: 'not-a-traceparent', 'Schema-Version': '1' } },

@@ -46,7 +46,7 @@ function messageHeaders(message: OutgoingMessage): MsgHdrs {
  * per `set`, an array per value, a canonical copy of the name, then the
  * encoding of it all) was about a tenth of everything billstream allocated
  * during a week close (a sampled heap profile). Names and values are held to
- * the same rules: a name of visible ASCII without ':', a value without CR or
+ * nats.js's rules: a name of visible ASCII without ':', a value without CR or
  * LF, trimmed.
  */
 export function headerBlock(message: OutgoingMessage): string {
