@@ -4,7 +4,7 @@
 // which record broke which rule without re-wording zod's messages.
 import { z, type ZodType } from 'zod';
 import { formatHours, isMoneyFormatError, parseHours } from './money.ts';
-import { RECORD_KINDS, type FieldError, type RecordByKind, type RecordKind, type Validation } from './types.ts';
+import { RECORD_KINDS, type FieldError, type RecordByKind, type RecordKind, type TimeRecord, type Validation } from './types.ts';
 
 /** Ids become NATS subject tokens (CONTRACT §1), so only subject-safe characters are allowed. */
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -215,6 +215,85 @@ export const milestoneSchema = z.looseObject({
   status: oneOf(['complete']),
 });
 
+/**
+ * What a time field must be for `acceptValidTime`: the same rules as `timeSchema`'s,
+ * each one written as the test zod runs (the datetime pattern is zod's own).
+ */
+const ZOD_INSTANT = z.regexes.datetime({ offset: true });
+const isId = (v: unknown) => typeof v === 'string' && ID_PATTERN.test(v);
+const isText = (v: unknown) => typeof v === 'string' && v.length <= 256 && v.trim().length > 0;
+const isInstant = (v: unknown) => typeof v === 'string' && ZOD_INSTANT.test(v) && UTC_SUFFIX.test(v);
+const TIME_STATUSES: ReadonlySet<unknown> = new Set(['submitted', 'approved', 'rejected']);
+const TIME_FIELD_RULES: Readonly<Record<string, { required: boolean; passes: (v: unknown) => boolean }>> = {
+  revision: { required: true, passes: (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 },
+  region: { required: false, passes: (v) => typeof v === 'string' && REGION_PATTERN.test(v) },
+  notes: { required: false, passes: (v) => typeof v === 'string' },
+  entryId: { required: true, passes: isId },
+  source: { required: true, passes: isText },
+  consultantId: { required: true, passes: isId },
+  projectId: { required: true, passes: isId },
+  taskId: { required: true, passes: isId },
+  workDate: { required: true, passes: (v) => typeof v === 'string' && isCalendarDate(v) },
+  hours: { required: true, passes: (v) => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v)) },
+  status: { required: true, passes: (v) => TIME_STATUSES.has(v) },
+  submittedAt: { required: false, passes: isInstant },
+  approvedAt: { required: false, passes: isInstant },
+  approvedBy: { required: false, passes: isText },
+};
+// The schema's own key order (a spread keeps `revision` where `common` put it), so a
+// record accepted here serialises exactly as the schema's output would.
+const TIME_KEYS = Object.keys(timeSchema.shape);
+const TIME_KEY_SET: ReadonlySet<string> = new Set(TIME_KEYS);
+if (TIME_KEYS.some((key) => !(key in TIME_FIELD_RULES))) throw new Error('acceptValidTime has no rule for a field timeSchema has');
+
+/**
+ * `timeSchema`'s output for a time record (parsed from JSON) that passes every
+ * rule, or null when any rule fails, leaving the schema to decide and to word
+ * its errors.
+ *
+ * Every time entry of a week close comes through here: the schema costs several
+ * times as much and allocates an issue list, a payload and a context per field,
+ * which is the largest share of what ingest leaves to the garbage collector.
+ * Output, key order included, is the schema's (accept-valid-time.spec.ts compares
+ * the two on valid and broken records).
+ */
+export function acceptValidTime(raw: unknown): TimeRecord | null {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return null;
+  const input = raw as Record<string, unknown>;
+  const record: Record<string, unknown> = {};
+  for (const key of TIME_KEYS) {
+    const rule = TIME_FIELD_RULES[key] as { required: boolean; passes: (v: unknown) => boolean };
+    if (!(key in input)) {
+      if (rule.required) return null;
+      continue;
+    }
+    const value = input[key];
+    if (!rule.passes(value)) return null;
+    if (key === 'hours') {
+      const hundredths = hundredthsOrNull(value as string | number);
+      if (hundredths === null || hundredths <= 0n || hundredths > 2400n) return null;
+      record[key] = formatHours(hundredths);
+    } else {
+      record[key] = value;
+    }
+  }
+  // looseObject keeps unknown fields, in the input's order, all but __proto__.
+  for (const key in input) {
+    if (TIME_KEY_SET.has(key) || key === '__proto__') continue;
+    record[key] = input[key];
+  }
+  return record as unknown as TimeRecord;
+}
+
+function hundredthsOrNull(value: string | number): bigint | null {
+  try {
+    return parseHours(value);
+  } catch (err) {
+    if (isMoneyFormatError(err)) return null;
+    throw err;
+  }
+}
+
 /** The schema of each record kind, for code that dispatches on a kind taken from a subject or a route. */
 export const recordSchemas = {
   consultant: consultantSchema,
@@ -282,6 +361,10 @@ export function decodeRecord<K extends RecordKind>(kind: K, bytes: Uint8Array | 
     raw = JSON.parse(text);
   } catch (err) {
     return { ok: false, errors: [{ field: '(record)', reason: `is not valid JSON: ${(err as Error).message}` }] };
+  }
+  if (kind === 'time') {
+    const record = acceptValidTime(raw);
+    if (record !== null) return { ok: true, record: record as RecordByKind[K] };
   }
   return validateRecord(kind, raw);
 }
