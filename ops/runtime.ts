@@ -115,6 +115,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
       regions: config.BILLSTREAM_REGION_BATCHING,
     },
     maxConcurrentBatches: config.BILLSTREAM_MAX_CONCURRENT_BATCHES,
+    lanesPerRegion: config.BILLSTREAM_LANES_PER_REGION,
     maxTurnEntries: config.BILLSTREAM_TURN_MAX_ENTRIES,
     onOutbox: (erpRows, enriched) => { poster.submit(erpRows); for (const batch of enriched) relay.publishCommitted(batch); relay.wake(); },
     admit: () => poster.admit(),

@@ -20,6 +20,7 @@ import { decodeWith } from '../operators/decodeWith.ts';
 import { dedupeByKey } from '../operators/dedupeByKey.ts';
 import { enrichWith } from '../operators/enrichWith.ts';
 import { serialPerKey } from '../operators/serialPerKey.ts';
+import { splitIntoLanes } from '../operators/splitIntoLanes.ts';
 import { tapRejected } from '../operators/tapRejected.ts';
 import { evaluateEntry } from './model/billing-rules.ts';
 import { decodeRecord, recordId } from './model/records.ts';
@@ -32,6 +33,7 @@ import type { ReferenceView } from './reference-view.ts';
 import { nativeQuery } from './state/native-sql.ts';
 import { EntryTracing, type EntryTiming } from './entry-tracing.ts';
 import type { ClaimedRow } from './erp-poster.ts';
+import { laneOfProject } from './partitioning.ts';
 
 /** One message from an ingest subject, as the NATS connector hands it over. */
 export interface IncomingMessage extends Settlement {
@@ -62,8 +64,15 @@ export interface BillingPipelineOptions {
    * any of the three for a region. @default { maxCount: 1000, maxBytes: 1 MiB, maxWaitMs: 20 }
    */
   batching?: RegionBatching;
-  /** Regional batch turns (transactions) running at once; batches of one region never run concurrently. @default 4 */
+  /** Lane batch turns (transactions) running at once; one lane's batches never run concurrently. @default 4 */
   maxConcurrentBatches?: number;
+  /**
+   * Lanes per region: a region's projects are spread over this many lanes by a
+   * stable hash of the project id, and each region batch is split into its
+   * lanes' parts. One lane's turns run one at a time, so each project's items
+   * stay in arrival order; a busy region's lanes run side by side. @default 2
+   */
+  lanesPerRegion?: number;
   /**
    * Entries one turn may take: a busy region's batches that queued while its
    * previous turn ran go into its next turn together, up to this many entries
@@ -106,8 +115,8 @@ export function defaultRegionBatching(): RegionBatching {
   return { maxCount: 1000, maxBytes: 1024 * 1024, maxWaitMs: 20 };
 }
 
-/** The region whose lane an item's project is decided in: the project's own once known, else the subject's. */
-function laneOf(item: ActorItem): string {
+/** The region whose batches an item goes in: its project's own once known, else the subject's. */
+function regionOf(item: ActorItem): string {
   return item.type === 'time' ? (item.snapshot.project?.region ?? item.region) : (item.project?.region ?? item.region);
 }
 
@@ -153,6 +162,7 @@ export class BillingPipeline {
       sweepIntervalMs: Math.max(200, Math.min(5_000, Math.floor(options.referenceGraceMs / 2))),
       batching: defaultRegionBatching(),
       maxConcurrentBatches: 4,
+      lanesPerRegion: 2,
       maxTurnEntries: 4 * (options.batching ?? defaultRegionBatching()).maxCount,
       dedupeCapacity: 200_000,
       tracing: EntryTracing.off,
@@ -209,15 +219,20 @@ export class BillingPipeline {
         receivedAt: d.value.message.publishedAt, traceParent: d.value.message.header('traceparent') ?? null, settle: d.value.message, bytes: d.value.message.data.length,
       })),
     );
-    // Batches per region, each region on its own count, bytes and clock; the lanes
-    // take turns for the transaction slots (serialPerKey's line is first come,
-    // first served, and a busy region goes to its back after each turn), so a
-    // spike in one region never holds back another's batch. One region's batches
-    // run one at a time, which keeps each project's items in arrival order.
+    // Batches per region, each region on its own count, bytes and clock, each
+    // batch split into the region's lanes (its projects spread by a stable hash);
+    // the lanes take turns for the transaction slots (serialPerKey's line is
+    // first come, first served, and a busy lane goes to its back after each
+    // turn), so a spike in one region never holds back another's batch. One
+    // lane's batches run one at a time, which keeps each project's items in
+    // arrival order; with one lane per region, the region whose share is half the
+    // week was a single queue the whole drain waited on.
     const { regions, ...window } = this.#options.batching;
+    const lanes = this.#options.lanesPerRegion;
     const turns$ = merge(entries$, milestones$).pipe(
-      batchByRegion(laneOf, { ...window, sizeOf: bytesOf, ...(regions ? { regions } : {}) }),
-      serialPerKey((batch) => batch.region, (_region, batches) => this.#turn(batches.flatMap((b) => b.items)), {
+      batchByRegion(regionOf, { ...window, sizeOf: bytesOf, ...(regions ? { regions } : {}) }),
+      splitIntoLanes(lanes, (item: ActorItem) => laneOfProject(item.type === 'time' ? item.entry.projectId : item.milestone.projectId, lanes)),
+      serialPerKey((batch) => batch.lane, (_lane, batches) => this.#turn(batches.flatMap((b) => b.items)), {
         maxConcurrentKeys: this.#options.maxConcurrentBatches,
         maxBatch: Number.MAX_SAFE_INTEGER,
         weightOf: (batch) => batch.items.length,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { partitionOf, planLeases } from './partitioning.ts';
+import { laneOfProject, partitionOf, planLeases } from './partitioning.ts';
 
 describe('partitionOf', () => {
   it('is stable and within range', () => {
@@ -15,6 +15,42 @@ describe('partitionOf', () => {
     const counts = new Array<number>(8).fill(0);
     for (let i = 0; i < 8000; i++) counts[partitionOf(`prj-${i}`, 8)]! += 1;
     for (const c of counts) expect(c).toBeGreaterThan(700);
+  });
+
+  it('is FNV-1a of the UTF-8 bytes, so partitions never move between versions', () => {
+    // Published FNV-1a 32-bit values.
+    expect(partitionOf('', 2 ** 32)).toBe(0x811c9dc5);
+    expect(partitionOf('a', 2 ** 32)).toBe(0xe40c292c);
+    expect(partitionOf('foobar', 2 ** 32)).toBe(0xbf9cf968);
+    const byBytes = (id: string) => {
+      let hash = 0x811c9dc5;
+      for (const byte of new TextEncoder().encode(id)) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+      return hash;
+    };
+    for (const id of ['prj-0001', 'Zürich-1', 'プロジェクト', 'a\u{1F600}b']) expect(partitionOf(id, 2 ** 32)).toBe(byBytes(id));
+  });
+});
+
+describe('laneOfProject', () => {
+  it('is stable, within range and spreads projects over every lane', () => {
+    const counts = new Array<number>(3).fill(0);
+    for (let i = 0; i < 6000; i++) {
+      const lane = laneOfProject(`prj-${i}`, 3);
+      expect(lane).toBe(laneOfProject(`prj-${i}`, 3));
+      counts[lane]! += 1;
+    }
+    for (const c of counts) expect(c).toBeGreaterThan(1700);
+    expect(laneOfProject('prj-1', 1)).toBe(0);
+  });
+
+  it("spreads one instance's partitions over both lanes when the lane count divides the partition count", () => {
+    // An instance that owns the even partitions of 16: a remainder would put all its projects in lane 0 of 2.
+    const counts = [0, 0];
+    for (let i = 0; i < 8000; i++) {
+      const id = `prj-${i}`;
+      if (partitionOf(id, 16) % 2 === 0) counts[laneOfProject(id, 2)]! += 1;
+    }
+    expect(Math.min(...counts)).toBeGreaterThan(1600);
   });
 });
 

@@ -5,14 +5,40 @@
 // partition a project is in, and what an instance should acquire or release
 // given who is alive and who owns what.
 
-/** FNV-1a over the project id's UTF-8 bytes: stable across processes, versions and machines. */
-export function partitionOf(projectId: string, partitions: number): number {
+const utf8 = new TextEncoder();
+
+/** FNV-1a over the id's UTF-8 bytes: stable across processes, versions and machines. */
+function fnv1a(id: string): number {
   let hash = 0x811c9dc5;
-  for (const byte of new TextEncoder().encode(projectId)) {
-    hash ^= byte;
-    hash = Math.imul(hash, 0x01000193) >>> 0;
+  // Ids are ASCII (records.ts ID_PATTERN): their chars are their UTF-8 bytes,
+  // and this runs once per entry, so no byte array is made for them.
+  let ascii = true;
+  for (let i = 0; i < id.length; i++) {
+    const code = id.charCodeAt(i);
+    if (code >= 0x80) { ascii = false; break; }
+    hash = Math.imul(hash ^ code, 0x01000193) >>> 0;
   }
-  return hash % partitions;
+  if (ascii) return hash;
+  hash = 0x811c9dc5;
+  for (const byte of utf8.encode(id)) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash;
+}
+
+/** The partition of a project: FNV-1a of its id, modulo the partition count. */
+export function partitionOf(projectId: string, partitions: number): number {
+  return fnv1a(projectId) % partitions;
+}
+
+/**
+ * The lane of a project within its region (billing-pipeline.ts), in `[0, lanes)`.
+ *
+ * Taken from the hash's high bits, not its remainder like the partition: an
+ * instance owns a set of partitions, and with remainders a lane count that
+ * divides the partition count would put all of an instance's projects in the
+ * same lanes (owning partitions 0, 2, 4…, every project in lane 0 of 2).
+ */
+export function laneOfProject(projectId: string, lanes: number): number {
+  return Math.floor((fnv1a(projectId) / 0x1_0000_0000) * lanes);
 }
 
 export interface LeaseView {
