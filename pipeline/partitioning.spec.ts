@@ -43,6 +43,11 @@ describe('laneOfProject', () => {
     expect(laneOfProject('prj-1', 1)).toBe(0);
   });
 
+  it('spreads ids that differ only in their last character', () => {
+    const lanes = new Set(Array.from({ length: 10 }, (_, i) => laneOfProject(`p-${i}`, 2)));
+    expect(lanes).toEqual(new Set([0, 1]));
+  });
+
   it("spreads one instance's partitions over both lanes when the lane count divides the partition count", () => {
     // An instance that owns the even partitions of 16: a remainder would put all its projects in lane 0 of 2.
     const counts = [0, 0];

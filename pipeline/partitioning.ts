@@ -32,13 +32,19 @@ export function partitionOf(projectId: string, partitions: number): number {
 /**
  * The lane of a project within its region (billing-pipeline.ts), in `[0, lanes)`.
  *
- * Taken from the hash's high bits, not its remainder like the partition: an
- * instance owns a set of partitions, and with remainders a lane count that
- * divides the partition count would put all of an instance's projects in the
- * same lanes (owning partitions 0, 2, 4…, every project in lane 0 of 2).
+ * Taken from the high bits of the hash, mixed first, not from its remainder like
+ * the partition: an instance owns a set of partitions, and with remainders a lane
+ * count that divides the partition count would put all of an instance's projects
+ * in the same lanes (owning partitions 0, 2, 4…, every project in lane 0 of 2).
+ * The mixing (murmur3's finalizer) is needed because FNV-1a's high bits barely
+ * move with an id's last character: p-0 to p-9 all had the same lane unmixed.
  */
 export function laneOfProject(projectId: string, lanes: number): number {
-  return Math.floor((fnv1a(projectId) / 0x1_0000_0000) * lanes);
+  let hash = fnv1a(projectId);
+  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
+  hash = (hash ^ (hash >>> 16)) >>> 0;
+  return Math.floor((hash / 0x1_0000_0000) * lanes);
 }
 
 export interface LeaseView {

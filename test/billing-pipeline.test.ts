@@ -3,6 +3,7 @@
 // ERP books and the ledger say.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from './support/billstream.ts';
+import { laneOfProject } from '../pipeline/partitioning.ts';
 import { assignment, consultant, entry, project, publishProjects, ratecards, subjects } from './support/fixtures.ts';
 
 let h: Harness;
@@ -276,5 +277,31 @@ describe('a batch whose turn fails for one project', () => {
     const docs = await f.waitFor(async () => { const d = await f.erpDocuments('p-1'); return d.length === 5 ? d : null; }, 30_000, 'p-1 charged after the failure');
     expect(docs.map((d) => d.entry_id).sort()).toEqual(ids.map((i) => `w-bad-${i}`));
     expect((await f.erpDocuments('p-0')).length).toBe(6);
+  });
+});
+
+describe("a region's lanes", () => {
+  it("decide one lane's projects while another lane's turn is still running", async () => {
+    // p-0 and p-5 are both in amer and in different lanes of two (laneOfProject);
+    // the window is long enough that their entries share one region batch.
+    expect(laneOfProject('p-0', 2)).not.toBe(laneOfProject('p-5', 2));
+    await using f = await startHarness({ BILLSTREAM_BATCH_MAX_WAIT_MS: '500', BILLSTREAM_LANES_PER_REGION: '2' });
+    await f.startRuntime();
+    await publishProjects(f, 6);
+    await f.publish(subjects.time('p-0'), entry({ entryId: 'l-warm', projectId: 'p-0' }));
+    await f.waitFor(async () => (await f.erpDocuments('p-0')).length === 1, 30_000, 'the warm-up entry posted');
+
+    // p-0's turn now takes 5 s in the database: with one lane per region, p-5's
+    // entry would be in the same transaction and posted only after it.
+    await f.sql.query(`create function slow_p0() returns trigger language plpgsql as $$
+      begin if new.project_id = 'p-0' then perform pg_sleep(5); end if; return new; end $$`);
+    await f.sql.query('create trigger slow_p0 before insert on entry_revision for each row execute function slow_p0()');
+    await Promise.all([
+      f.publish(subjects.time('p-0'), entry({ entryId: 'l-slow', projectId: 'p-0' })),
+      f.publish(subjects.time('p-5'), entry({ entryId: 'l-fast', projectId: 'p-5' })),
+    ]);
+    await f.waitFor(async () => (await f.erpDocuments('p-5')).length === 1, 30_000, "p-5's entry posted");
+    expect((await f.erpDocuments('p-0')).map((d) => d.entry_id)).toEqual(['l-warm']);
+    await f.waitFor(async () => (await f.erpDocuments('p-0')).length === 2, 30_000, "p-0's slow entry posted after its turn");
   });
 });
