@@ -307,9 +307,13 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
       consumerLeft = info.num_pending + info.num_ack_pending;
       consumerReadAt = performance.now();
     }
-    const { rows } = await sql.query<{ pending: string; waiting: string }>(
-      `select (select count(*) from entry_revision where stage = 'waiting') as waiting, (select count(*) from erp_outbox where status = 'pending') as pending`);
-    return { left: consumerLeft, waiting: Number(rows[0]?.waiting), pending: Number(rows[0]?.pending) };
+    // The NATS outbox too: the drain is done when every enriched entry and posted
+    // line has been announced, not only posted to the ERP. Left out, the relay's
+    // backlog ran into the half-load phase, whose first seconds then measured it.
+    const { rows } = await sql.query<{ pending: string; waiting: string; unpublished: string }>(
+      `select (select count(*) from entry_revision where stage = 'waiting') as waiting, (select count(*) from erp_outbox where status = 'pending') as pending,
+              (select count(*) from nats_outbox_batch) as unpublished`);
+    return { left: consumerLeft, waiting: Number(rows[0]?.waiting), pending: Number(rows[0]?.pending), unpublished: Number(rows[0]?.unpublished) };
   };
   const decidedCount = async () => {
     const { rows } = await sql.query<{ decided: string }>(`select count(*) as decided from entry_revision where stage <> 'waiting'`);
@@ -329,9 +333,9 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
     let lastLog = 0;
     for (;;) {
       await new Promise((r) => setTimeout(r, 250));
-      const p = await progress().catch(() => ({ left: 1, waiting: 1, pending: 1 }));
-      if (performance.now() - lastLog > 5000) { lastLog = performance.now(); log(`billstream: ${p.left} messages to decide, ${p.waiting} waiting, ${p.pending} to post, RSS ${Math.round(peak)} MiB`); }
-      if (p.left === 0 && p.waiting === 0 && p.pending === 0) break;
+      const p = await progress().catch(() => ({ left: 1, waiting: 1, pending: 1, unpublished: 1 }));
+      if (performance.now() - lastLog > 5000) { lastLog = performance.now(); log(`billstream: ${p.left} messages to decide, ${p.waiting} waiting, ${p.pending} to post, ${p.unpublished} outbox batches to publish, RSS ${Math.round(peak)} MiB`); }
+      if (p.left === 0 && p.waiting === 0 && p.pending === 0 && p.unpublished === 0) break;
     }
     const seconds = (performance.now() - started) / 1000;
     const cpuSeconds = cpuSpent(cpuBefore, await cpuByGroup(groupOf));
@@ -348,7 +352,7 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
     for (;;) {
       await new Promise((r) => setTimeout(r, 500));
       const p = await progress();
-      if (p.left === 0 && p.waiting === 0 && p.pending === 0) break;
+      if (p.left === 0 && p.waiting === 0 && p.pending === 0 && p.unpublished === 0) break;
     }
     const { rows } = await sql.query<{ n: string; p50: number; p99: number }>(
       `select count(*) as n, percentile_cont(0.5) within group (order by ms) as p50, percentile_cont(0.99) within group (order by ms) as p99
