@@ -1,26 +1,21 @@
 import { mergeMap } from 'rxjs';
 import type { OperatorFunction } from 'rxjs';
+import type { RegionBatch } from './batchByRegion.ts';
 
-/** A batch to split: a group's items, under the group's name. */
-export interface GroupBatch<T> {
-  region: string;
-  items: T[];
-}
-
-/** The part of a group's batch that belongs to one of its lanes. */
-export interface LaneBatch<T> extends GroupBatch<T> {
+/** The part of a region's batch that belongs to one of its lanes. */
+export interface LaneBatch<T> extends RegionBatch<T> {
   /** `<region>#<lane>`: the key of this part's mailbox downstream. */
   lane: string;
 }
 
 /**
- * Splits each batch into one batch per lane, each lane's items in their order in the batch.
+ * Splits each region's batch into one batch per lane, each lane's items in their order in the batch.
  *
- * A group's batches worked strictly one at a time (as `serialPerKey` does per key)
- * make its busiest group a single queue: with half of all items in one group,
- * everything waits on that group's turns, one after another. When only items of
+ * A region's batches worked strictly one at a time (as `serialPerKey` does per key)
+ * make its busiest region a single queue: with half of all items in one region,
+ * everything waits on that region's turns, one after another. When only items of
  * the same sub-key must stay in order (a project's, say, within its region), a
- * stable `laneOf(item)` in `[0, lanes)` splits the group into lanes whose turns
+ * stable `laneOf(item)` in `[0, lanes)` splits the region into lanes whose turns
  * can overlap, while each sub-key stays in one lane and so in order. With one
  * lane, batches pass through unsplit.
  *
@@ -45,12 +40,12 @@ export interface LaneBatch<T> extends GroupBatch<T> {
  * // emea#1 p2:b
  * ```
  *
- * @param lanes How many lanes each group has. A positive integer.
+ * @param lanes How many lanes each region has. A positive integer.
  * @param laneOf Returns an item's lane, an integer in `[0, lanes)`; the same sub-key must always get the same lane.
  * @returns A function that returns an Observable of the lanes' batches, lowest lane first, none empty.
  * @throws {RangeError} When `lanes` is not a positive integer, or (as a stream error) when `laneOf` returns a lane out of range.
  */
-export function splitIntoLanes<T, B extends GroupBatch<T> = GroupBatch<T>>(
+export function splitIntoLanes<T, B extends RegionBatch<T> = RegionBatch<T>>(
   lanes: number,
   laneOf: (item: T) => number,
 ): OperatorFunction<B, B & LaneBatch<T>> {

@@ -27,7 +27,7 @@ import { decodeRecord, recordId } from './model/records.ts';
 import type { AssignmentRecord, FieldError, MilestoneRecord, RecordKind, TimeRecord } from './model/types.ts';
 import { addToCounters, exceptionRow, recordExceptions } from './exception-records.ts';
 import type { QueuedNatsBatch } from './nats-outbox.ts';
-import { ProjectActors, groupByProject, type ActorItem, type BatchTurnResult, type MilestoneItem, type Settlement, type TimeItem, type TurnResult } from './project-actor.ts';
+import { ProjectActors, groupByProject, projectIdOf, type ActorItem, type BatchTurnResult, type MilestoneItem, type Settlement, type TimeItem, type TurnResult } from './project-actor.ts';
 import { REFERENCE_KINDS, affectedProjects, applyToView, storeReferences, type ReferenceItem, type ReferenceKind } from './reference-store.ts';
 import type { ReferenceView } from './reference-view.ts';
 import { nativeQuery } from './state/native-sql.ts';
@@ -231,7 +231,7 @@ export class BillingPipeline {
     const lanes = this.#options.lanesPerRegion;
     const turns$ = merge(entries$, milestones$).pipe(
       batchByRegion(regionOf, { ...window, sizeOf: bytesOf, ...(regions ? { regions } : {}) }),
-      splitIntoLanes(lanes, (item: ActorItem) => laneOfProject(item.type === 'time' ? item.entry.projectId : item.milestone.projectId, lanes)),
+      splitIntoLanes(lanes, (item: ActorItem) => laneOfProject(projectIdOf(item), lanes)),
       serialPerKey((batch) => batch.lane, (_lane, batches) => this.#turn(batches.flatMap((b) => b.items)), {
         maxConcurrentKeys: this.#options.maxConcurrentBatches,
         maxBatch: Number.MAX_SAFE_INTEGER,

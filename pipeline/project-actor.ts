@@ -114,10 +114,15 @@ function emptyCounts(): TurnCounts {
 }
 
 /** A batch's items by project, each project's in arrival order, the projects in the order they first appear. */
+/** The project an item bills to: its entry's or its milestone's. */
+export function projectIdOf(item: ActorItem): string {
+  return item.type === 'time' ? item.entry.projectId : item.milestone.projectId;
+}
+
 export function groupByProject(items: readonly ActorItem[]): Map<string, ActorItem[]> {
   const byProject = new Map<string, ActorItem[]>();
   for (const item of items) {
-    const projectId = item.type === 'time' ? item.entry.projectId : item.milestone.projectId;
+    const projectId = projectIdOf(item);
     const mailbox = byProject.get(projectId);
     if (mailbox) mailbox.push(item);
     else byProject.set(projectId, [item]);

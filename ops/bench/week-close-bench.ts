@@ -315,6 +315,7 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
               (select count(*) from nats_outbox_batch) as unpublished`);
     return { left: consumerLeft, waiting: Number(rows[0]?.waiting), pending: Number(rows[0]?.pending), unpublished: Number(rows[0]?.unpublished) };
   };
+  const drained = (p: Awaited<ReturnType<typeof progress>>) => p.left === 0 && p.waiting === 0 && p.pending === 0 && p.unpublished === 0;
   const decidedCount = async () => {
     const { rows } = await sql.query<{ decided: string }>(`select count(*) as decided from entry_revision where stage <> 'waiting'`);
     return Number(rows[0]?.decided);
@@ -335,7 +336,7 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
       await new Promise((r) => setTimeout(r, 250));
       const p = await progress().catch(() => ({ left: 1, waiting: 1, pending: 1, unpublished: 1 }));
       if (performance.now() - lastLog > 5000) { lastLog = performance.now(); log(`billstream: ${p.left} messages to decide, ${p.waiting} waiting, ${p.pending} to post, ${p.unpublished} outbox batches to publish, RSS ${Math.round(peak)} MiB`); }
-      if (p.left === 0 && p.waiting === 0 && p.pending === 0 && p.unpublished === 0) break;
+      if (drained(p)) break;
     }
     const seconds = (performance.now() - started) / 1000;
     const cpuSeconds = cpuSpent(cpuBefore, await cpuByGroup(groupOf));
@@ -352,7 +353,7 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
     for (;;) {
       await new Promise((r) => setTimeout(r, 500));
       const p = await progress();
-      if (p.left === 0 && p.waiting === 0 && p.pending === 0 && p.unpublished === 0) break;
+      if (drained(p)) break;
     }
     const { rows } = await sql.query<{ n: string; p50: number; p99: number }>(
       `select count(*) as n, percentile_cont(0.5) within group (order by ms) as p50, percentile_cont(0.99) within group (order by ms) as p99
