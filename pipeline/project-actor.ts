@@ -113,12 +113,12 @@ function emptyCounts(): TurnCounts {
   return { charged: 0, reversed: 0, nonBillable: 0, notChargeable: 0, held: 0, waiting: 0, exceptions: 0, duplicates: 0, stale: 0, milestones: 0, deferred: 0 };
 }
 
-/** A batch's items by project, each project's in arrival order, the projects in the order they first appear. */
 /** The project an item bills to: its entry's or its milestone's. */
 export function projectIdOf(item: ActorItem): string {
   return item.type === 'time' ? item.entry.projectId : item.milestone.projectId;
 }
 
+/** A batch's items by project, each project's in arrival order, the projects in the order they first appear. */
 export function groupByProject(items: readonly ActorItem[]): Map<string, ActorItem[]> {
   const byProject = new Map<string, ActorItem[]>();
   for (const item of items) {
