@@ -111,6 +111,11 @@ function positiveInt(name: string, text: string | undefined, fallback: number): 
   return value;
 }
 
+function isParseArgsError(err: unknown): err is Error {
+  const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+}
+
 export function benchUsage(): string {
   return Object.values(SCENARIOS).map((s) => `bench ${s.usage}`).join('\n');
 }
@@ -122,11 +127,17 @@ export async function runBench(args: string[]): Promise<number> {
     console.error(`usage:\n  ${benchUsage().split('\n').join('\n  ')}`);
     return 2;
   }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(`usage:\n  bench ${scenario.usage}`);
+    return 0;
+  }
   let report: BenchReport;
   try {
     report = await scenario.run(rest, (line) => console.error(`  · ${line}`));
   } catch (err) {
-    if (err instanceof BenchOptionsError) { console.error(`billstream bench: ${err.message}`); return 2; }
+    if (err instanceof BenchOptionsError) { console.error(`billstream bench: ${err.message}\nusage:\n  bench ${scenario.usage}`); return 2; }
+    // parseArgs names the option it refused (unknown, or missing its value): a usage error, not a crash.
+    if (isParseArgsError(err)) { console.error(`billstream bench ${name}: ${err.message}\nusage:\n  bench ${scenario.usage}`); return 2; }
     throw err;
   }
   for (const line of report.lines) console.log(line);
