@@ -127,17 +127,17 @@ export async function runBench(args: string[]): Promise<number> {
     console.error(`usage:\n  ${benchUsage().split('\n').join('\n  ')}`);
     return 2;
   }
+  const usage = `usage:\n  bench ${scenario.usage}`;
   if (rest.includes('--help') || rest.includes('-h')) {
-    console.log(`usage:\n  bench ${scenario.usage}`);
+    console.log(usage);
     return 0;
   }
   let report: BenchReport;
   try {
     report = await scenario.run(rest, (line) => console.error(`  · ${line}`));
   } catch (err) {
-    if (err instanceof BenchOptionsError) { console.error(`billstream bench: ${err.message}\nusage:\n  bench ${scenario.usage}`); return 2; }
-    // parseArgs names the option it refused (unknown, or missing its value): a usage error, not a crash.
-    if (isParseArgsError(err)) { console.error(`billstream bench ${name}: ${err.message}\nusage:\n  bench ${scenario.usage}`); return 2; }
+    // parseArgs names the option it refused (unknown, or missing its value): a usage error like ours, not a crash.
+    if (err instanceof BenchOptionsError || isParseArgsError(err)) { console.error(`billstream bench: ${err.message}\n${usage}`); return 2; }
     throw err;
   }
   for (const line of report.lines) console.log(line);
