@@ -95,7 +95,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
     const acks = await publishAll(nc, messages);
     metrics.observeRelayAcked(acks.length);
     return acks;
-  }, { onError: (err) => log(`nats relay: ${describe(err)}`) });
+  }, { maxQueuedMessages: config.NATS_RELAY_MAX_QUEUED, onError: (err) => log(`nats relay: ${describe(err)}`) });
   const cloudErp = { postTransactions: (transactions: Record<string, unknown>[], key: string) => erp.postTransactions(transactions as unknown as ErpTransaction[], key) };
   // LEGACY_ERP_DIR: lines the routing rules (KV routing.erp) give the legacy ERP become batch files there; the rest go on to the cloud ERP.
   const legacyErp = config.LEGACY_ERP_DIR
@@ -118,7 +118,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
     lanesPerRegion: config.BILLSTREAM_LANES_PER_REGION,
     maxTurnEntries: config.BILLSTREAM_TURN_MAX_ENTRIES,
     onOutbox: (erpRows, enriched) => { poster.submit(erpRows); for (const batch of enriched) relay.publishCommitted(batch); relay.wake(); },
-    admit: () => poster.admit(),
+    admit: async () => { await Promise.all([poster.admit(), relay.admit()]); },
     onTurn: (result) => metrics.observeTurn(result),
     onError: (err, context) => log(`pipeline (${context}): ${describe(err)}`),
     onFailed: (err) => failedWith(err),

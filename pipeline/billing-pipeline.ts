@@ -82,8 +82,9 @@ export interface BillingPipelineOptions {
   maxTurnEntries?: number;
   /**
    * Awaited after a batch has committed, before its region's next turn: the ERP
-   * poster's admission, so a poster behind (a rate-limited or slow ERP) slows
-   * the consumer instead of letting the outbox grow without bound.
+   * poster's and the NATS relay's admission, so a poster behind (a rate-limited
+   * or slow ERP) or a relay behind (a busy nats-server) slows the consumer
+   * instead of letting what waits in memory grow without bound.
    */
   admit?: () => Promise<void>;
   /** Distinct (entryId, revision) keys the in-memory dedupe remembers. @default 200000 */

@@ -8,6 +8,12 @@
 // A batch whose writer hands it over after its commit (`publishCommitted`) is
 // published from memory and its row deleted; the poll reads back only the rows
 // no one handed over (other writers, or what a crashed process left).
+//
+// What is handed over waits in memory until it is published, so the writers
+// ask `admit()` before their next turn: with more than `maxQueuedMessages`
+// waiting they wait too, and the consumer stops pulling. A week close of a
+// million entries had 220-270 batches (a few hundred thousand announcements)
+// waiting behind nats-server before the relay had this bound.
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { readOutboxBatch, type OutboxMessage, type QueuedNatsBatch } from './nats-outbox.ts';
 import { nativeQuery } from './state/native-sql.ts';
@@ -17,6 +23,8 @@ export interface NatsRelayOptions {
   batchSize?: number;
   /** @default 200 ms */
   idleMs?: number;
+  /** Messages handed over and not yet published above which `admit()` waits. @default 20000 */
+  maxQueuedMessages?: number;
   onError?: (err: unknown) => void;
 }
 
@@ -29,11 +37,14 @@ export class NatsRelay {
   #waker: (() => void) | null = null;
   /** Committed batches handed over in memory, in commit order. */
   #committed: QueuedNatsBatch[] = [];
+  /** Messages of the handed-over batches not yet published (nor given up to the poll). */
+  #queuedMessages = 0;
+  #admitted = new Set<() => void>();
 
   constructor(orm: MikroORM, publish: (messages: OutboxMessage[]) => Promise<unknown>, options: NatsRelayOptions = {}) {
     this.#orm = orm;
     this.#publish = publish;
-    this.#options = { batchSize: 8, idleMs: 200, ...options };
+    this.#options = { batchSize: 8, idleMs: 200, maxQueuedMessages: 20_000, ...options };
   }
 
   start(): void {
@@ -46,6 +57,7 @@ export class NatsRelay {
   async stop(): Promise<void> {
     this.#running = false;
     this.wake();
+    this.#admit();
     await this.#loop;
     while (this.#committed.length > 0) if ((await this.#relayCommitted().catch(() => 0)) === 0) break;
   }
@@ -58,7 +70,30 @@ export class NatsRelay {
   publishCommitted(batch: QueuedNatsBatch | null): void {
     if (!batch) return;
     this.#committed.push(batch);
+    this.#queuedMessages += batch.messages.length;
     this.wake();
+  }
+
+  /** Messages handed over and not yet published. */
+  get queuedMessages(): number {
+    return this.#queuedMessages;
+  }
+
+  /** Resolves once at most `maxQueuedMessages` wait to be published (at once while stopped). */
+  admit(): Promise<void> {
+    if (!this.#running || this.#queuedMessages <= this.#options.maxQueuedMessages) return Promise.resolve();
+    return new Promise((resolve) => this.#admitted.add(resolve));
+  }
+
+  /** Messages published, or left to the poll, are no longer held here. */
+  #letGo(messages: number): void {
+    this.#queuedMessages -= messages;
+    if (this.#queuedMessages <= this.#options.maxQueuedMessages) this.#admit();
+  }
+
+  #admit(): void {
+    for (const resolve of this.#admitted) resolve();
+    this.#admitted.clear();
   }
 
   /** Publishes the handed-over batches; returns how many messages went out. */
@@ -66,15 +101,20 @@ export class NatsRelay {
     const batches = this.#committed.splice(0, this.#options.batchSize);
     if (batches.length === 0) return 0;
     let relayed = 0;
+    let unpublished = batches.reduce((n, b) => n + b.messages.length, 0);
     try {
       for (const batch of batches) {
         await this.#publish(batch.messages);
         relayed += batch.messages.length;
+        unpublished -= batch.messages.length;
+        this.#letGo(batch.messages.length);
       }
     } catch (err) {
       // Their rows are still in the outbox: the poll publishes them.
       this.#options.onError?.(err);
       return relayed;
+    } finally {
+      this.#letGo(unpublished);
     }
     await nativeQuery(this.#orm.em.fork() as EntityManager, `delete from nats_outbox_batch where id = any($1::bigint[])`, [batches.map((b) => b.id)]);
     return relayed;
