@@ -19,6 +19,7 @@ import { postedAnnouncement, type PostedFacts } from './announcements.ts';
 import { queueNatsMessages, type QueuedNatsBatch } from './nats-outbox.ts';
 import { EntryTracing } from './entry-tracing.ts';
 import { nativeQuery } from './state/native-sql.ts';
+import { Admission } from './admission.ts';
 
 export interface ErpLineError { externalId: string; code: string; message: string }
 export interface ErpPostedLine { externalId: string; documentId: string; status: string }
@@ -90,7 +91,8 @@ export class ErpPoster {
   #sweeping = false;
   #sweepRequested = true;
   #lastSweepAt = 0;
-  #admitted = new Set<() => void>();
+  /** Turns wait here while more than `maxPending` lines are unsettled (never while stopped). */
+  readonly #admission = new Admission(() => !this.#running || this.pending <= this.#options.maxPending);
 
   constructor(orm: MikroORM, erp: ErpPort, rejection: RejectionReader, options: ErpPosterOptions = {}) {
     this.#orm = orm;
@@ -110,7 +112,7 @@ export class ErpPoster {
   async stop(): Promise<void> {
     this.#running = false;
     this.wake();
-    this.#admit();
+    this.#admission.recheck();
     await Promise.all(this.#loops);
   }
 
@@ -133,8 +135,7 @@ export class ErpPoster {
 
   /** Resolves once the lines waiting for this poster are at most `maxPending` (at once while stopped). */
   admit(): Promise<void> {
-    if (!this.#running || this.pending <= this.#options.maxPending) return Promise.resolve();
-    return new Promise((resolve) => this.#admitted.add(resolve));
+    return this.#admission.wait();
   }
 
   /** A post of rows ended: memory's rows leave memory; settled ones leave the released set, unsettled ones of memory join it. */
@@ -144,7 +145,7 @@ export class ErpPoster {
       if (settledIds.has(row.id)) this.#released.delete(row.id);
       else if (fromMemory) this.#released.add(row.id);
     }
-    this.#admitIfRoom();
+    this.#admission.recheck();
   }
 
   /** Released lines another instance has settled meanwhile stop counting. */
@@ -155,17 +156,7 @@ export class ErpPoster {
       `select id::text as id from erp_outbox where id = any($1::bigint[]) and status = 'pending'`, [ids]);
     const pending = new Set(still.map((r) => r.id));
     for (const id of ids) if (!pending.has(id)) this.#released.delete(id);
-    this.#admitIfRoom();
-  }
-
-  /** Lets waiting turns go once the pending lines are back within `maxPending` (or the poster stops). */
-  #admitIfRoom(): void {
-    if (this.pending <= this.#options.maxPending || !this.#running) this.#admit();
-  }
-
-  #admit(): void {
-    for (const resolve of this.#admitted) resolve();
-    this.#admitted.clear();
+    this.#admission.recheck();
   }
 
   /** Something may wait in the ledger (a requeued line, a replay): sweep it soon. */

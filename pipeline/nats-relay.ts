@@ -17,6 +17,7 @@
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { readOutboxBatch, type OutboxMessage, type QueuedNatsBatch } from './nats-outbox.ts';
 import { nativeQuery } from './state/native-sql.ts';
+import { Admission } from './admission.ts';
 
 export interface NatsRelayOptions {
   /** Outbox rows (each a transaction's messages) taken per round. @default 8 */
@@ -39,7 +40,8 @@ export class NatsRelay {
   #committed: QueuedNatsBatch[] = [];
   /** Messages of the handed-over batches not yet published (nor given up to the poll). */
   #queuedMessages = 0;
-  #admitted = new Set<() => void>();
+  /** Writers wait here while more than `maxQueuedMessages` are unpublished (never while stopped). */
+  readonly #admission = new Admission(() => !this.#running || this.#queuedMessages <= this.#options.maxQueuedMessages);
 
   constructor(orm: MikroORM, publish: (messages: OutboxMessage[]) => Promise<unknown>, options: NatsRelayOptions = {}) {
     this.#orm = orm;
@@ -57,7 +59,7 @@ export class NatsRelay {
   async stop(): Promise<void> {
     this.#running = false;
     this.wake();
-    this.#admit();
+    this.#admission.recheck();
     await this.#loop;
     while (this.#committed.length > 0) if ((await this.#relayCommitted().catch(() => 0)) === 0) break;
   }
@@ -81,32 +83,25 @@ export class NatsRelay {
 
   /** Resolves once at most `maxQueuedMessages` wait to be published (at once while stopped). */
   admit(): Promise<void> {
-    if (!this.#running || this.#queuedMessages <= this.#options.maxQueuedMessages) return Promise.resolve();
-    return new Promise((resolve) => this.#admitted.add(resolve));
+    return this.#admission.wait();
   }
 
   /** Messages published, or left to the poll, are no longer held here. */
   #letGo(messages: number): void {
     this.#queuedMessages -= messages;
-    if (this.#queuedMessages <= this.#options.maxQueuedMessages) this.#admit();
-  }
-
-  #admit(): void {
-    for (const resolve of this.#admitted) resolve();
-    this.#admitted.clear();
+    this.#admission.recheck();
   }
 
   /** Publishes the handed-over batches; returns how many messages went out. */
   async #relayCommitted(): Promise<number> {
     const batches = this.#committed.splice(0, this.#options.batchSize);
     if (batches.length === 0) return 0;
+    const handedOver = batches.reduce((n, b) => n + b.messages.length, 0);
     let relayed = 0;
-    let unpublished = batches.reduce((n, b) => n + b.messages.length, 0);
     try {
       for (const batch of batches) {
         await this.#publish(batch.messages);
         relayed += batch.messages.length;
-        unpublished -= batch.messages.length;
         this.#letGo(batch.messages.length);
       }
     } catch (err) {
@@ -114,7 +109,8 @@ export class NatsRelay {
       this.#options.onError?.(err);
       return relayed;
     } finally {
-      this.#letGo(unpublished);
+      // What a failed publish left is the poll's now.
+      this.#letGo(handedOver - relayed);
     }
     await nativeQuery(this.#orm.em.fork() as EntityManager, `delete from nats_outbox_batch where id = any($1::bigint[])`, [batches.map((b) => b.id)]);
     return relayed;
