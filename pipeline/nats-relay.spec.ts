@@ -33,7 +33,7 @@ describe('NatsRelay', () => {
     await using ledger = await createTestLedger();
     const em = ledger.orm.em.fork() as EntityManager;
     const nats = gatedPublish();
-    const relay = new NatsRelay(ledger.orm, nats.publish, { batchSize: 1, maxQueuedMessages: 3 });
+    const relay = new NatsRelay(ledger.orm, nats.publish, { roundMessages: 1, maxQueuedMessages: 3 });
     relay.start();
     try {
       expect(await settles(relay.admit())).toBe(true);
@@ -54,6 +54,28 @@ describe('NatsRelay', () => {
       nats.release();
       await expect.poll(() => relay.queuedMessages).toBe(0);
       expect(nats.published.map((batch) => batch.map((m) => m.msgId))).toEqual([['a-0', 'a-1'], ['b-0', 'b-1']]);
+      await expect.poll(async () => (await ledger.sql.query('select count(*)::int as n from nats_outbox_batch')).rows[0].n).toBe(0);
+    } finally {
+      while (nats.waiting() > 0) nats.release();
+      await relay.stop();
+    }
+  });
+
+  it('publishes the batches waiting in one round, in commit order, up to roundMessages, and deletes their rows', async () => {
+    await using ledger = await createTestLedger();
+    const em = ledger.orm.em.fork() as EntityManager;
+    const nats = gatedPublish();
+    const relay = new NatsRelay(ledger.orm, nats.publish, { roundMessages: 5 });
+    for (const name of ['a', 'b', 'c', 'd']) relay.publishCommitted(await committedBatch(em, name, 2));
+    relay.start();
+    try {
+      // a, b and c make 6 messages: the round stops at the batch that reaches 5.
+      await expect.poll(() => nats.waiting()).toBe(1);
+      nats.release();
+      await expect.poll(() => nats.waiting()).toBe(1);
+      nats.release();
+      await expect.poll(() => relay.queuedMessages).toBe(0);
+      expect(nats.published.map((round) => round.map((m) => m.msgId))).toEqual([['a-0', 'a-1', 'b-0', 'b-1', 'c-0', 'c-1'], ['d-0', 'd-1']]);
       await expect.poll(async () => (await ledger.sql.query('select count(*)::int as n from nats_outbox_batch')).rows[0].n).toBe(0);
     } finally {
       while (nats.waiting() > 0) nats.release();

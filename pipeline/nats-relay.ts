@@ -9,6 +9,14 @@
 // published from memory and its row deleted; the poll reads back only the rows
 // no one handed over (other writers, or what a crashed process left).
 //
+// The handed-over batches go out in rounds: every batch waiting (up to
+// `roundMessages`) in one publish, in commit order on one connection, so the
+// server always has the next round's messages while it stores this one's, and
+// the delete of a round's rows runs while the next round is published. One
+// batch at a time, each waiting for its acks and its delete, the relay fell
+// behind at a week close: its wait for each answer was as long as the event
+// loop, busy with turns, took to get back to it.
+//
 // What is handed over waits in memory until it is published, so the writers
 // ask `admit()` before their next turn: with more than `maxQueuedMessages`
 // waiting they wait too, and the consumer stops pulling. A week close of a
@@ -20,8 +28,10 @@ import { nativeQuery } from './state/native-sql.ts';
 import { Admission } from './admission.ts';
 
 export interface NatsRelayOptions {
-  /** Outbox rows (each a transaction's messages) taken per round. @default 8 */
+  /** Outbox rows (each a transaction's messages) the poll takes per round. @default 8 */
   batchSize?: number;
+  /** Messages of handed-over batches published per round (at least one batch). @default 5000 */
+  roundMessages?: number;
   /** @default 200 ms */
   idleMs?: number;
   /** Messages handed over and not yet published above which `admit()` waits. @default 20000 */
@@ -40,13 +50,15 @@ export class NatsRelay {
   #committed: QueuedNatsBatch[] = [];
   /** Messages of the handed-over batches not yet published (nor given up to the poll). */
   #queuedMessages = 0;
+  /** The delete of the last published round's rows, running while the next round is published. */
+  #deleting: Promise<void> = Promise.resolve();
   /** Writers wait here while more than `maxQueuedMessages` are unpublished (never while stopped). */
   readonly #admission = new Admission(() => !this.#running || this.#queuedMessages <= this.#options.maxQueuedMessages);
 
   constructor(orm: MikroORM, publish: (messages: OutboxMessage[]) => Promise<unknown>, options: NatsRelayOptions = {}) {
     this.#orm = orm;
     this.#publish = publish;
-    this.#options = { batchSize: 8, idleMs: 200, maxQueuedMessages: 20_000, ...options };
+    this.#options = { batchSize: 8, roundMessages: 5_000, idleMs: 200, maxQueuedMessages: 20_000, ...options };
   }
 
   start(): void {
@@ -62,6 +74,7 @@ export class NatsRelay {
     this.#admission.recheck();
     await this.#loop;
     while (this.#committed.length > 0) if ((await this.#relayCommitted().catch(() => 0)) === 0) break;
+    await this.#deleting;
   }
 
   wake(): void {
@@ -92,35 +105,37 @@ export class NatsRelay {
     this.#admission.recheck();
   }
 
-  /** Publishes the handed-over batches; returns how many messages went out. */
+  /** Publishes a round of the handed-over batches; returns how many messages went out. */
   async #relayCommitted(): Promise<number> {
-    const batches = this.#committed.splice(0, this.#options.batchSize);
+    let take = 0;
+    for (let n = 0; take < this.#committed.length && (take === 0 || n < this.#options.roundMessages); take++) n += this.#committed[take]!.messages.length;
+    const batches = this.#committed.splice(0, take);
     if (batches.length === 0) return 0;
-    const handedOver = batches.reduce((n, b) => n + b.messages.length, 0);
-    let relayed = 0;
+    const messages = batches.length === 1 ? batches[0]!.messages : batches.flatMap((b) => b.messages);
     try {
-      for (const batch of batches) {
-        await this.#publish(batch.messages);
-        relayed += batch.messages.length;
-        this.#letGo(batch.messages.length);
-      }
+      await this.#publish(messages);
     } catch (err) {
-      // Their rows are still in the outbox: the poll publishes them.
+      // Their rows are still in the outbox: the poll publishes them (what the
+      // server stored before the failure again, which its duplicate window absorbs).
       this.#options.onError?.(err);
-      return relayed;
+      return 0;
     } finally {
-      // What a failed publish left is the poll's now.
-      this.#letGo(handedOver - relayed);
+      this.#letGo(messages.length);
     }
-    await nativeQuery(this.#orm.em.fork() as EntityManager, `delete from nats_outbox_batch where id = any($1::bigint[])`, [batches.map((b) => b.id)]);
-    return relayed;
+    // At most one delete in flight: the previous round's is awaited first.
+    await this.#deleting;
+    this.#deleting = nativeQuery(this.#orm.em.fork() as EntityManager, `delete from nats_outbox_batch where id = any($1::bigint[])`, [batches.map((b) => b.id)])
+      .then(() => undefined, (err: unknown) => { this.#options.onError?.(err); });
+    return messages.length;
   }
 
   async #run(): Promise<void> {
     while (this.#running) {
       let relayed = 0;
       try {
-        relayed = (await this.#relayCommitted()) + (this.#committed.length === 0 ? await this.relayOnce() : 0);
+        relayed = await this.#relayCommitted();
+        // The poll must not take rows whose delete is still running.
+        if (this.#committed.length === 0) { await this.#deleting; relayed += await this.relayOnce(); }
       } catch (err) {
         this.#options.onError?.(err);
       }
