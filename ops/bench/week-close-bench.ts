@@ -63,7 +63,13 @@ export interface WeekCloseBenchResult {
   };
   ratios: { toBrokerLimit: number; toNaive: number };
   /** `arrivedPerSecond`: the offered entries over the span of their arrival in the stream (offered steadily, close to `offeredPerSecond`). */
-  latencyAtHalfLoad: { offeredPerSecond: number; arrivedPerSecond: number; entries: number; p50Ms: number; p99Ms: number };
+  latencyAtHalfLoad: {
+    offeredPerSecond: number; arrivedPerSecond: number; entries: number; p50Ms: number; p99Ms: number;
+    /** The p99 of each stage: ingest → decided (the turn's commit), decided → queued for the ERP, queued → posted. */
+    stagesP99Ms: { decided: number; queued: number; posted: number };
+    /** The 2 s of arrival whose entries had the highest p99, counted from the first arrival: a transient shows here. */
+    worstSlice: { fromSecond: number; entries: number; p99Ms: number };
+  };
   /** The PostgreSQL settings the figures depend on most (read from the server, not set by the bench). */
   postgres: { version: string; sharedBuffers: string; autovacuum: string };
 }
@@ -360,6 +366,20 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
        from (select extract(epoch from (o.posted_at - e.first_seen_at)) * 1000 as ms
              from erp_outbox o join entry_revision e on e.entry_id = o.entry_id and e.revision = o.revision
              where o.entry_id like 'lat-%' and o.kind = 'charge' and o.status = 'posted') t`);
+    // Where a p99 goes, by stage and by 2 s of arrival, so that a miss says
+    // whether it was the turns or the posts, and steady or a transient.
+    const { rows: [stages] } = await sql.query<{ decided: number; queued: number; posted: number }>(
+      `select percentile_cont(0.99) within group (order by extract(epoch from (e.decided_at - e.first_seen_at)) * 1000) as decided,
+              percentile_cont(0.99) within group (order by extract(epoch from (o.created_at - e.decided_at)) * 1000) as queued,
+              percentile_cont(0.99) within group (order by extract(epoch from (o.posted_at - o.created_at)) * 1000) as posted
+       from erp_outbox o join entry_revision e on e.entry_id = o.entry_id and e.revision = o.revision
+       where o.entry_id like 'lat-%' and o.kind = 'charge' and o.status = 'posted'`);
+    const { rows: [worst] } = await sql.query<{ from_second: number; n: string; p99: number }>(
+      `with t as (select e.first_seen_at as seen, extract(epoch from (o.posted_at - e.first_seen_at)) * 1000 as ms
+                  from erp_outbox o join entry_revision e on e.entry_id = o.entry_id and e.revision = o.revision
+                  where o.entry_id like 'lat-%' and o.kind = 'charge' and o.status = 'posted')
+       select floor(extract(epoch from t.seen - f.first) / 2) * 2 as from_second, count(*) as n, percentile_cont(0.99) within group (order by ms) as p99
+       from t, (select min(seen) as first from t) f group by 1 order by 3 desc limit 1`);
     // The rate every offered entry (charged or not) reached the stream at, beside
     // the rate offered: a load that came in bursts would show here, and its
     // latency would not be half load's.
@@ -368,7 +388,9 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
     const arrivedPerSecond = arrival?.span ? Math.round(Number(arrival.n) / arrival.span) : 0;
     return {
       billstream: { entries: decided, seconds, perSecond, peakRssMiB: Math.round(peak), cpuSeconds, mainThreadSeconds },
-      latency: { offeredPerSecond: offered, arrivedPerSecond, entries: Number(rows[0]?.n ?? 0), p50Ms: Math.round(rows[0]?.p50 ?? 0), p99Ms: Math.round(rows[0]?.p99 ?? 0) },
+      latency: { offeredPerSecond: offered, arrivedPerSecond, entries: Number(rows[0]?.n ?? 0), p50Ms: Math.round(rows[0]?.p50 ?? 0), p99Ms: Math.round(rows[0]?.p99 ?? 0),
+        stagesP99Ms: { decided: Math.round(stages?.decided ?? 0), queued: Math.round(stages?.queued ?? 0), posted: Math.round(stages?.posted ?? 0) },
+        worstSlice: { fromSecond: Number(worst?.from_second ?? 0), entries: Number(worst?.n ?? 0), p99Ms: Math.round(worst?.p99 ?? 0) } },
     };
   } finally {
     clearInterval(sampler);

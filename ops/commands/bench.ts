@@ -72,6 +72,8 @@ const SCENARIOS: Record<string, Scenario> = {
           '',
           `  billstream / broker limit: ${result.ratios.toBrokerLimit.toFixed(2)}   billstream / naive: ${result.ratios.toNaive.toFixed(1)}x`,
           `  latency ingest → ERP posted at half load (${r(result.latencyAtHalfLoad.offeredPerSecond)}/s offered, ${r(result.latencyAtHalfLoad.arrivedPerSecond)}/s arrived, ${r(result.latencyAtHalfLoad.entries)} entries): p50 ${r(result.latencyAtHalfLoad.p50Ms)} ms, p99 ${r(result.latencyAtHalfLoad.p99Ms)} ms`,
+          `    p99 by stage: ingest → decided ${r(result.latencyAtHalfLoad.stagesP99Ms.decided)} ms, decided → queued for the ERP ${r(result.latencyAtHalfLoad.stagesP99Ms.queued)} ms, queued → posted ${r(result.latencyAtHalfLoad.stagesP99Ms.posted)} ms; ` +
+            `worst 2 s of arrival: p99 ${r(result.latencyAtHalfLoad.worstSlice.p99Ms)} ms from ${result.latencyAtHalfLoad.worstSlice.fromSecond} s (${r(result.latencyAtHalfLoad.worstSlice.entries)} entries)`,
           `  peak RSS of the billstream process: ${r(result.billstream.peakRssMiB)} MiB`,
           `  billstream's main thread (its JavaScript) busy ${Math.round((100 * result.billstream.mainThreadSeconds) / result.billstream.seconds)}% of the drain (${result.billstream.mainThreadSeconds.toFixed(1)} CPU-s)`,
           `  CPU seconds while billstream drained (${result.billstream.seconds.toFixed(1)} s on ${cpus().length} cores): ${Object.entries(result.billstream.cpuSeconds).sort((a, b) => b[1] - a[1]).map(([group, seconds]) => `${group} ${seconds.toFixed(1)}`).join(', ')}`,
