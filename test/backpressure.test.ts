@@ -83,6 +83,9 @@ describe('backpressure from the ERP', () => {
     await using h = await startHarness({
       ERP_MAX_PENDING: '200', BILLSTREAM_BATCH_MAX_ENTRIES: '50', BILLSTREAM_TURN_MAX_ENTRIES: '100',
       ERP_BATCH_SIZE: '50', ERP_POST_CONCURRENCY: '1', BILLSTREAM_MAX_ACK_PENDING: '300',
+      // One lane, so one turn at a time: each lane's turn is admitted on its own,
+      // and two lanes admitted at 200 waiting lines made 302 in one CI run.
+      BILLSTREAM_LANES_PER_REGION: '1',
     });
     await publishProjects(h, 10);
     const inFlight: Promise<void>[] = [];

@@ -1,5 +1,5 @@
 // The sandbox's HTTP surface as CONTRACT §6 states it, spoken to without the client.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createTestDatabase } from '../../test/support/database.ts';
 import { charge, setupErp } from './erp-fixture.ts';
 import { startErpSandbox } from './sandbox.ts';
@@ -217,10 +217,18 @@ describe('ERP sandbox', () => {
     expect(failing.status).toBe(503);
 
     await call(`${erp.sandbox.url}/admin/faults`, { body: { errorRate: null, rateLimitPerSecond: 1 } });
-    expect((await call(`${url}?projectId=P-1`, { token })).status).toBe(200);
-    const limited = await call(`${url}?projectId=P-1`, { token });
-    expect(limited.status).toBe(429);
-    expect(limited.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    // The limit counts per wall-clock second: with the clock running, two calls
+    // straddling a second's edge both pass. Date alone stands still here.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Math.floor(Date.now() / 1000) * 1000 + 500);
+      expect((await call(`${url}?projectId=P-1`, { token })).status).toBe(200);
+      const limited = await call(`${url}?projectId=P-1`, { token });
+      expect(limited.status).toBe(429);
+      expect(limited.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    } finally {
+      vi.useRealTimers();
+    }
 
     expect((await call(`${erp.sandbox.url}/admin/faults`, { body: { errorRate: 2 } })).status).toBe(400);
     await call(`${erp.sandbox.url}/admin/faults`, { body: { rateLimitPerSecond: 0 } });
