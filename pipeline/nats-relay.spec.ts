@@ -22,8 +22,17 @@ function gatedPublish() {
     publish: (messages: OutboxMessage[]) => new Promise<void>((resolve) => { gates.push(() => { published.push(messages); resolve(); }); }),
     waiting: () => gates.length,
     release: () => gates.shift()?.(),
+    /** Waits for the relay's next publish and lets it through. */
+    async releaseNext() {
+      await expect.poll(() => gates.length).toBe(1);
+      gates.shift()?.();
+    },
   };
 }
+
+/** Outbox rows left in the ledger (published rows are deleted). */
+const outboxRows = async (ledger: Awaited<ReturnType<typeof createTestLedger>>) =>
+  (await ledger.sql.query<{ n: number }>('select count(*)::int as n from nats_outbox_batch')).rows[0]?.n;
 
 /** Whether the promise settles within `ms`. */
 const settles = async (promise: Promise<unknown>, ms = 100) => Promise.race([promise.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), ms))]);
@@ -50,11 +59,10 @@ describe('NatsRelay', () => {
       expect(await settles(admitted)).toBe(true);
       expect(relay.queuedMessages).toBe(2);
 
-      await expect.poll(() => nats.waiting()).toBe(1);
-      nats.release();
+      await nats.releaseNext();
       await expect.poll(() => relay.queuedMessages).toBe(0);
       expect(nats.published.map((batch) => batch.map((m) => m.msgId))).toEqual([['a-0', 'a-1'], ['b-0', 'b-1']]);
-      await expect.poll(async () => (await ledger.sql.query('select count(*)::int as n from nats_outbox_batch')).rows[0].n).toBe(0);
+      await expect.poll(() => outboxRows(ledger)).toBe(0);
     } finally {
       while (nats.waiting() > 0) nats.release();
       await relay.stop();
@@ -70,13 +78,11 @@ describe('NatsRelay', () => {
     relay.start();
     try {
       // a, b and c make 6 messages: the round stops at the batch that reaches 5.
-      await expect.poll(() => nats.waiting()).toBe(1);
-      nats.release();
-      await expect.poll(() => nats.waiting()).toBe(1);
-      nats.release();
+      await nats.releaseNext();
+      await nats.releaseNext();
       await expect.poll(() => relay.queuedMessages).toBe(0);
       expect(nats.published.map((round) => round.map((m) => m.msgId))).toEqual([['a-0', 'a-1', 'b-0', 'b-1', 'c-0', 'c-1'], ['d-0', 'd-1']]);
-      await expect.poll(async () => (await ledger.sql.query('select count(*)::int as n from nats_outbox_batch')).rows[0].n).toBe(0);
+      await expect.poll(() => outboxRows(ledger)).toBe(0);
     } finally {
       while (nats.waiting() > 0) nats.release();
       await relay.stop();
@@ -93,7 +99,7 @@ describe('NatsRelay', () => {
     expect(failing.queuedMessages).toBe(0);
     await failing.stop();
     // Still in the outbox for the next poll, not lost.
-    expect((await ledger.sql.query('select count(*)::int as n from nats_outbox_batch')).rows[0].n).toBe(1);
+    expect(await outboxRows(ledger)).toBe(1);
 
     const nats = gatedPublish();
     const stopping = new NatsRelay(ledger.orm, nats.publish, { maxQueuedMessages: 1 });
