@@ -67,6 +67,12 @@ const SCHEMA = `
   );
 `;
 
+/**
+ * The `application_name` of the books' sessions: the sandbox stands in for an
+ * external ERP, so where it shares billstream's server, its load is told apart.
+ */
+export const SANDBOX_APPLICATION_NAME = 'billstream-erp-sandbox';
+
 /** A response as sent, or as stored under its Idempotency-Key and sent again. */
 export interface BooksResponse {
   status: number;
@@ -146,7 +152,7 @@ export class SandboxBooks {
 
   /** Connects and creates the tables if they are missing. */
   static async open(databaseUrl: string): Promise<SandboxBooks> {
-    const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 10, fallback_application_name: SANDBOX_APPLICATION_NAME });
     // An idle client losing its connection must not crash the sandbox; the next
     // query gets a fresh connection or a clear error.
     pool.on('error', () => {});

@@ -3,6 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { createTestDatabase } from '../../test/support/database.ts';
 import { charge, setupErp } from './erp-fixture.ts';
 import { startErpSandbox } from './sandbox.ts';
+import pg from 'pg';
 
 async function call(
   url: string,
@@ -257,5 +258,20 @@ describe('ERP sandbox', () => {
     ]);
     expect(a.port).not.toBe(b.port);
     await Promise.all([a.close(), b.close()]);
+  });
+
+  it('names its books\' sessions in pg_stat_activity, apart from billstream\'s', async () => {
+    await using erp = await setupErp();
+    const { client } = await erp.client();
+    await client.postTransactions([charge('e-named')], 'named-1');
+    const sql = new pg.Client({ connectionString: erp.databaseUrl });
+    await sql.connect();
+    try {
+      const { rows } = await sql.query<{ name: string }>(
+        `select distinct application_name as name from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`);
+      expect(rows.map((r) => r.name)).toEqual(['billstream-erp-sandbox']);
+    } finally {
+      await sql.end();
+    }
   });
 });

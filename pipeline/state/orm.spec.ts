@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createTestLedger } from '../../test/support/database.ts';
 import { nativeQuery } from './native-sql.ts';
+import { openLedger } from './orm.ts';
 import type { EntityManager } from '@mikro-orm/postgresql';
 
 describe('openLedger', () => {
@@ -27,5 +28,20 @@ describe('openLedger', () => {
     expect(row?.jit).toBe('off');
     const [inTransaction] = await orm.em.fork().transactional((em) => nativeQuery<{ jit: string }>(em as EntityManager, 'show jit'));
     expect(inTransaction?.jit).toBe('off');
+  });
+
+  it('names its sessions billstream in pg_stat_activity, unless DATABASE_URL names them otherwise', async () => {
+    await using ledger = await createTestLedger();
+    const [row] = await nativeQuery<{ application_name: string }>(ledger.orm.em.fork() as EntityManager, 'show application_name');
+    expect(row?.application_name).toBe('billstream');
+    const url = new URL(ledger.url);
+    url.searchParams.set('application_name', 'billstream-emea');
+    const named = await openLedger({ databaseUrl: url.toString() });
+    try {
+      const [own] = await nativeQuery<{ application_name: string }>(named.em.fork() as EntityManager, 'show application_name');
+      expect(own?.application_name).toBe('billstream-emea');
+    } finally {
+      await named.close();
+    }
   });
 });

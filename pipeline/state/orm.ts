@@ -11,6 +11,9 @@ import { Migration20261201120000_outbox_lz4 } from './migrations/Migration202612
 
 export const MIGRATIONS = [Migration20261125000000_initial, Migration20261125120000_workbench_invoicing_alerts, Migration20261201000000_batched_turns, Migration20261201120000_outbox_lz4];
 
+/** The `application_name` of the ledger's sessions. */
+export const LEDGER_APPLICATION_NAME = 'billstream';
+
 export interface LedgerOptions {
   databaseUrl: string;
   /** @default 10 */
@@ -27,11 +30,20 @@ export function ormConfig(options: LedgerOptions) {
     // Passed to pg's Pool. JIT off for every session: the ledger's statements are
     // short, and a table without statistics (never analyzed yet) has the planner
     // overestimate their cost past jit_above_cost, so each one compiled for
-    // 40–120 ms to run for 5.
-    driverOptions: { options: '-c jit=off' },
+    // 40–120 ms to run for 5. Sessions are `billstream` in pg_stat_activity, so a
+    // DBA (and the bench, splitting the server's CPU by client) can tell them
+    // apart; as with libpq, `?application_name=` in DATABASE_URL or PGAPPNAME wins
+    // (the ORM reads only host, port, user, password and database from the URL).
+    driverOptions: { options: '-c jit=off', ...applicationName(options.databaseUrl) },
     debug: false,
     allowGlobalContext: false,
   });
+}
+
+/** The URL's own `application_name` if it has one, else `billstream` unless PGAPPNAME names the sessions. */
+function applicationName(databaseUrl: string): { application_name: string } | { fallback_application_name: string } {
+  const named = new URL(databaseUrl).searchParams.get('application_name');
+  return named ? { application_name: named } : { fallback_application_name: LEDGER_APPLICATION_NAME };
 }
 
 /**
