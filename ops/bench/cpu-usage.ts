@@ -61,3 +61,29 @@ export function cpuSpent(before: CpuGroups, after: CpuGroups): CpuGroups {
   for (const [group, seconds] of Object.entries(after)) spent[group] = Math.max(0, seconds - (before[group] ?? 0));
   return spent;
 }
+
+/** A PostgreSQL server process as `pg_stat_activity` lists it. */
+export interface PostgresSession { pid: number; database: string | null; applicationName: string; backendType: string }
+
+/** Lists the server's processes: `select pid, datname, application_name, backend_type from pg_stat_activity`. */
+export const POSTGRES_SESSIONS = `select pid, datname as database, application_name as "applicationName", backend_type as "backendType" from pg_stat_activity`;
+
+/**
+ * Who a PostgreSQL process works for. On the bench's one server, the ERP
+ * sandbox's books share billstream's PostgreSQL, so "postgres" alone charges
+ * billstream for what stands in for an external ERP:
+ * - a client backend of `database` is its client's, by `application_name`
+ *   (`clients` maps a name to a group; an unknown name is `other`);
+ * - a background process (WAL writer, checkpointer...) or one the view does not
+ *   list (the postmaster) is the `server`'s: it works for every client;
+ * - a backend of another database is none of the bench's: left out (null).
+ */
+export function postgresClientOf(sessions: readonly PostgresSession[], database: string, clients: Readonly<Record<string, string>>): (pid: number) => string | null {
+  const byPid = new Map(sessions.map((s) => [s.pid, s]));
+  return (pid) => {
+    const session = byPid.get(pid);
+    if (!session || session.backendType !== 'client backend') return 'server';
+    if (session.database !== database) return null;
+    return clients[session.applicationName] ?? 'other';
+  };
+}

@@ -21,6 +21,7 @@ import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import pg from 'pg';
 import { from, lastValueFrom, mergeMap, take } from 'rxjs';
 import { ErpClient } from '../../connectors/erp/erp-client.ts';
+import { SANDBOX_APPLICATION_NAME } from '../../connectors/erp/sandbox-books.ts';
 import type { ErpTransaction } from '../../connectors/erp/types.ts';
 import { jetStreamSource } from '../../connectors/nats/jetstream-source.ts';
 import { STREAMS, ensureTopology, ingestConsumerName } from '../../connectors/nats/topology.ts';
@@ -31,9 +32,9 @@ import { RECORD_KINDS, type RecordKind, type TimeRecord } from '../../pipeline/m
 import { applyToView, type ReferenceItem } from '../../pipeline/reference-store.ts';
 import { ReferenceView } from '../../pipeline/reference-view.ts';
 import { EntryRevision } from '../../pipeline/state/entities.ts';
-import { openLedger } from '../../pipeline/state/orm.ts';
+import { LEDGER_APPLICATION_NAME, openLedger } from '../../pipeline/state/orm.ts';
 import { startNodeFlags } from '../commands/start.ts';
-import { cpuByGroup, cpuSpent, threadCpuSeconds, type CpuGroups } from './cpu-usage.ts';
+import { POSTGRES_SESSIONS, cpuByGroup, cpuSpent, postgresClientOf, threadCpuSeconds, type CpuGroups, type PostgresSession } from './cpu-usage.ts';
 import { offerLoad } from './offered-load.ts';
 import { generateWeekClose, messagePayload, type IngestMessage, type WeekClose } from '../demo/week-close.ts';
 import { publishBounded } from '../demo/publishing.ts';
@@ -58,6 +59,8 @@ export interface WeekCloseBenchResult {
   naive: { entries: number; seconds: number; perSecond: number };
   billstream: {
     entries: number; seconds: number; perSecond: number; peakRssMiB: number; cpuSeconds: CpuGroups;
+    /** `cpuSeconds.postgres` by whom the server worked for: billstream's sessions, the ERP sandbox's, its own background processes, the bench's probes. */
+    postgresCpuSeconds: CpuGroups;
     /** CPU seconds of billstream's main thread (its JavaScript) while it drained: near `seconds`, that thread is the limit. */
     mainThreadSeconds: number;
   };
@@ -263,6 +266,25 @@ async function measureNaive(s: Services, week: WeekClose, count: number, log: Lo
   return { entries: stored, seconds, perSecond: stored / seconds };
 }
 
+/** The bench's own probes' sessions, told apart from billstream's and the ERP sandbox's. */
+const BENCH_APPLICATION_NAME = 'billstream-bench';
+
+const POSTGRES_CLIENTS: Record<string, string> = {
+  [LEDGER_APPLICATION_NAME]: 'billstream', [SANDBOX_APPLICATION_NAME]: 'ERP sandbox', [BENCH_APPLICATION_NAME]: 'bench',
+};
+
+/** `postgres: <client>` groups summed into `postgres`, and apart by client. */
+function splitPostgres(spent: CpuGroups): { cpuSeconds: CpuGroups; postgresCpuSeconds: CpuGroups } {
+  const cpuSeconds: CpuGroups = {};
+  const postgresCpuSeconds: CpuGroups = {};
+  for (const [group, seconds] of Object.entries(spent)) {
+    if (!group.startsWith('postgres: ')) { cpuSeconds[group] = seconds; continue; }
+    postgresCpuSeconds[group.slice('postgres: '.length)] = seconds;
+    cpuSeconds.postgres = (cpuSeconds.postgres ?? 0) + seconds;
+  }
+  return { cpuSeconds, postgresCpuSeconds };
+}
+
 async function rssMiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
@@ -273,7 +295,7 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
   const jsm = await jetstreamManager(s.nc);
   await ensureTopology(jsm, RECORD_KINDS);
   // Bitmap scans off for the bench's own probes: see `progress` below.
-  const sql = new pg.Pool({ connectionString: s.databaseUrl, max: 2, options: '-c enable_bitmapscan=off' });
+  const sql = new pg.Pool({ connectionString: s.databaseUrl, max: 2, options: '-c enable_bitmapscan=off', application_name: BENCH_APPLICATION_NAME });
   // The backlog is there before billstream starts: reference data first, as a firm loads it.
   const firstTime = week.messages.findIndex((m) => m.subject.startsWith('ingest.time.'));
   await publishMessages(s.js, asPublished(week.messages.slice(0, firstTime)));
@@ -326,15 +348,23 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
     const { rows } = await sql.query<{ decided: string }>(`select count(*) as decided from entry_revision where stage <> 'waiting'`);
     return Number(rows[0]?.decided);
   };
-  const groupOf = (pid: number, command: string): string | null => {
-    if (pid === child.pid) return 'billstream';
-    if (pid === process.pid) return 'bench';
-    if (pid === s.sandbox.pid) return 'ERP sandbox';
-    if (pid === s.nats.pid) return 'nats-server';
-    return /^postgres/.test(command) ? 'postgres' : null;
+  // PostgreSQL's processes by whom they work for (`postgres: billstream`, ...),
+  // read from pg_stat_activity as each snapshot is taken: backends come and go.
+  const database = new URL(s.databaseUrl).pathname.slice(1);
+  const cpuSnapshot = async (): Promise<CpuGroups> => {
+    const clientOf = postgresClientOf((await sql.query<PostgresSession>(POSTGRES_SESSIONS)).rows, database, POSTGRES_CLIENTS);
+    return cpuByGroup((pid, command) => {
+      if (pid === child.pid) return 'billstream';
+      if (pid === process.pid) return 'bench';
+      if (pid === s.sandbox.pid) return 'ERP sandbox';
+      if (pid === s.nats.pid) return 'nats-server';
+      if (!/^postgres/.test(command)) return null;
+      const client = clientOf(pid);
+      return client === null ? null : `postgres: ${client}`;
+    });
   };
   try {
-    const cpuBefore = await cpuByGroup(groupOf);
+    const cpuBefore = await cpuSnapshot();
     const mainThreadBefore = await threadCpuSeconds(child.pid ?? 0);
     const started = performance.now();
     let lastLog = 0;
@@ -345,7 +375,7 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
       if (drained(p)) break;
     }
     const seconds = (performance.now() - started) / 1000;
-    const cpuSeconds = cpuSpent(cpuBefore, await cpuByGroup(groupOf));
+    const { cpuSeconds, postgresCpuSeconds } = splitPostgres(cpuSpent(cpuBefore, await cpuSnapshot()));
     const mainThreadSeconds = (await threadCpuSeconds(child.pid ?? 0)) - mainThreadBefore;
     const decided = await decidedCount();
     const perSecond = decided / seconds;
@@ -385,7 +415,7 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
       `select count(*) as n, extract(epoch from max(first_seen_at) - min(first_seen_at))::float8 as span from entry_revision where entry_id like 'lat-%'`);
     const arrivedPerSecond = arrival?.span ? Math.round(Number(arrival.n) / arrival.span) : 0;
     return {
-      billstream: { entries: decided, seconds, perSecond, peakRssMiB: Math.round(peak), cpuSeconds, mainThreadSeconds },
+      billstream: { entries: decided, seconds, perSecond, peakRssMiB: Math.round(peak), cpuSeconds, postgresCpuSeconds, mainThreadSeconds },
       latency: { offeredPerSecond: offered, arrivedPerSecond, entries: Number(latency?.n ?? 0), p50Ms: Math.round(latency?.p50 ?? 0), p99Ms: Math.round(latency?.p99 ?? 0),
         stagesP99Ms: { decided: Math.round(latency?.decided ?? 0), queued: Math.round(latency?.queued ?? 0), posted: Math.round(latency?.posted ?? 0) },
         worstSlice: { fromSecond: Number(latency?.worst?.from_second ?? 0), entries: Number(latency?.worst?.n ?? 0), p99Ms: Math.round(latency?.worst?.p99 ?? 0) } },

@@ -76,7 +76,8 @@ const SCENARIOS: Record<string, Scenario> = {
             `worst 2 s of arrival: p99 ${r(result.latencyAtHalfLoad.worstSlice.p99Ms)} ms from ${result.latencyAtHalfLoad.worstSlice.fromSecond} s (${r(result.latencyAtHalfLoad.worstSlice.entries)} entries)`,
           `  peak RSS of the billstream process: ${r(result.billstream.peakRssMiB)} MiB`,
           `  billstream's main thread (its JavaScript) busy ${Math.round((100 * result.billstream.mainThreadSeconds) / result.billstream.seconds)}% of the drain (${result.billstream.mainThreadSeconds.toFixed(1)} CPU-s)`,
-          `  CPU seconds while billstream drained (${result.billstream.seconds.toFixed(1)} s on ${cpus().length} cores): ${Object.entries(result.billstream.cpuSeconds).sort((a, b) => b[1] - a[1]).map(([group, seconds]) => `${group} ${seconds.toFixed(1)}`).join(', ')}`,
+          `  CPU seconds while billstream drained (${result.billstream.seconds.toFixed(1)} s on ${cpus().length} cores): ${cpuList(result.billstream.cpuSeconds)}`,
+          `    PostgreSQL's by whom it worked for: ${cpuList(result.billstream.postgresCpuSeconds)}`,
           `  PostgreSQL ${result.postgres.version}: shared_buffers ${result.postgres.sharedBuffers}, autovacuum ${result.postgres.autovacuum}${result.postgres.autovacuum === 'off' ? ' (dead row versions stay: not a production server\'s figures)' : ''}`,
           '  chart: bench-results/weekclose.svg',
         ],
@@ -104,6 +105,11 @@ export class BenchOptionsError extends Error {
     super(message, options);
     this.name = 'BenchOptionsError';
   }
+}
+
+/** `billstream 16.8, postgres 12.6, ...`, the largest first. */
+function cpuList(groups: Readonly<Record<string, number>>): string {
+  return Object.entries(groups).sort((a, b) => b[1] - a[1]).map(([group, seconds]) => `${group} ${seconds.toFixed(1)}`).join(', ');
 }
 
 function positiveInt(name: string, text: string | undefined, fallback: number): number {
