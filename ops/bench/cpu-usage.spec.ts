@@ -1,5 +1,33 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { postgresClientOf, type PostgresSession } from './cpu-usage.ts';
+import { CpuTracker, postgresClientOf, type PostgresSession } from './cpu-usage.ts';
+
+describe('CpuTracker', () => {
+  it('keeps the CPU of a process that ended between its samples', async () => {
+    // Burns 300 ms of CPU, says so, and exits 200 ms later.
+    const child = spawn(process.execPath, ['-e', `const t = Date.now(); while (Date.now() - t < 300); process.stdout.write('burnt'); setTimeout(() => {}, 200);`]);
+    const tracker = new CpuTracker((pid) => (pid === child.pid ? 'child' : null));
+    await tracker.sample();
+    await once(child.stdout, 'data');
+    await tracker.sample();
+    await once(child, 'exit');
+    await tracker.sample();
+    expect(tracker.spent().child).toBeGreaterThanOrEqual(0.25);
+  });
+
+  it('counts only what was spent after its first sample', async () => {
+    const tracker = new CpuTracker((pid) => (pid === process.pid ? 'self' : null));
+    await tracker.sample();
+    const t = Date.now();
+    while (Date.now() - t < 200);
+    await tracker.sample();
+    const spent = tracker.spent().self ?? 0;
+    expect(spent).toBeGreaterThanOrEqual(0.15);
+    // The test process ran for a while before the first sample; none of that counts.
+    expect(spent).toBeLessThan(process.cpuUsage().user / 1e6);
+  });
+});
 
 describe('postgresClientOf', () => {
   const sessions: PostgresSession[] = [

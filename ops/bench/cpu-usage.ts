@@ -38,28 +38,46 @@ export async function threadCpuSeconds(pid: number, tid: number = pid): Promise<
   }
 }
 
-/** CPU seconds so far of every process, grouped by `groupOf(pid, command)` (null leaves a process out). */
-export async function cpuByGroup(groupOf: (pid: number, command: string) => string | null): Promise<CpuGroups> {
-  const groups: CpuGroups = {};
-  const pids = (await readdir('/proc').catch(() => [])).filter((name) => /^\d+$/.test(name)).map(Number);
-  for (const pid of pids) {
-    const usage = await processCpuSeconds(pid);
-    if (!usage) continue;
-    const group = groupOf(pid, usage.command);
-    if (group) groups[group] = (groups[group] ?? 0) + usage.seconds;
-  }
-  return groups;
-}
-
 /**
- * CPU seconds spent per group between two snapshots. A process that started in
- * between counts in full, one that ended in between is lost (PostgreSQL backends
- * live as long as their connection, so for a pool that is the whole run).
+ * CPU seconds per process group over a measurement, from /proc samples taken
+ * as it runs. A process that started after the first sample counts in full; one
+ * that ended keeps what it had spent by the last sample that saw it. Compared at
+ * the two ends only, an ended process was lost: a pg pool closes a backend idle
+ * for 10 s, and with it went its CPU (the ERP sandbox's PostgreSQL share read
+ * 9.9 CPU-s in one 1M run and 24.9 in the next).
  */
-export function cpuSpent(before: CpuGroups, after: CpuGroups): CpuGroups {
-  const spent: CpuGroups = {};
-  for (const [group, seconds] of Object.entries(after)) spent[group] = Math.max(0, seconds - (before[group] ?? 0));
-  return spent;
+export class CpuTracker {
+  readonly #groupOf: (pid: number, command: string) => string | null;
+  /** Each process's CPU seconds at the first sample. */
+  readonly #first = new Map<number, number>();
+  /** Each process's group and CPU seconds at the last sample that saw it. */
+  readonly #last = new Map<number, { group: string; seconds: number }>();
+  #sampled = false;
+
+  /** `groupOf` names a process's group (null leaves it out); it is asked again at every sample. */
+  constructor(groupOf: (pid: number, command: string) => string | null) {
+    this.#groupOf = groupOf;
+  }
+
+  async sample(): Promise<void> {
+    const pids = (await readdir('/proc').catch(() => [])).filter((name) => /^\d+$/.test(name)).map(Number);
+    for (const pid of pids) {
+      const usage = await processCpuSeconds(pid);
+      if (!usage) continue;
+      const group = this.#groupOf(pid, usage.command);
+      if (group === null) continue;
+      if (!this.#sampled) this.#first.set(pid, usage.seconds);
+      this.#last.set(pid, { group, seconds: usage.seconds });
+    }
+    this.#sampled = true;
+  }
+
+  /** CPU seconds per group from the first sample to each process's last. */
+  spent(): CpuGroups {
+    const spent: CpuGroups = {};
+    for (const [pid, { group, seconds }] of this.#last) spent[group] = (spent[group] ?? 0) + Math.max(0, seconds - (this.#first.get(pid) ?? 0));
+    return spent;
+  }
 }
 
 /** A PostgreSQL server process as `pg_stat_activity` lists it. */

@@ -34,8 +34,8 @@ import { ReferenceView } from '../../pipeline/reference-view.ts';
 import { EntryRevision } from '../../pipeline/state/entities.ts';
 import { LEDGER_APPLICATION_NAME, openLedger } from '../../pipeline/state/orm.ts';
 import { startNodeFlags } from '../commands/start.ts';
-import { POSTGRES_SESSIONS, cpuByGroup, cpuSpent, postgresClientOf, threadCpuSeconds, type CpuGroups, type PostgresSession } from './cpu-usage.ts';
-import { offerLoad } from './offered-load.ts';
+import { CpuTracker, POSTGRES_SESSIONS, postgresClientOf, threadCpuSeconds, type CpuGroups, type PostgresSession } from './cpu-usage.ts';
+import { offerLoad, type OfferedMessage } from './offered-load.ts';
 import { generateWeekClose, messagePayload, type IngestMessage, type WeekClose } from '../demo/week-close.ts';
 import { publishBounded } from '../demo/publishing.ts';
 import { dropDatabase, ensureNats, ensurePostgres, recreateDatabase, withDatabase, type EmbeddedService } from '../embedded/services.ts';
@@ -266,6 +266,9 @@ async function measureNaive(s: Services, week: WeekClose, count: number, log: Lo
   return { entries: stored, seconds, perSecond: stored / seconds };
 }
 
+/** How often the drain's CPU is sampled: a process that ends in between loses at most this much of its CPU. */
+const CPU_SAMPLE_MS = 2_000;
+
 /** The bench's own probes' sessions, told apart from billstream's and the ERP sandbox's. */
 const BENCH_APPLICATION_NAME = 'billstream-bench';
 
@@ -290,18 +293,62 @@ async function rssMiB(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
+/**
+ * The generated week, held here alone until billstream's backlog is published.
+ * A million generated messages are well over a gigabyte of the bench's heap,
+ * and its collector kept marking them while billstream drained: in one 1M run
+ * two memory-reducing collections (8 and 7 s of marking, 2 and 7 s paused) in
+ * the drain, and another started by the half-load phase's own encoding, in its
+ * first seconds, the 2 s slice with the worst p99 (`--trace-gc`). Released,
+ * the bench keeps only the latency phase's messages, already encoded.
+ */
+class GeneratedWeek {
+  #week: WeekClose | null;
+
+  constructor(week: WeekClose) {
+    this.#week = week;
+  }
+
+  get week(): WeekClose {
+    if (!this.#week) throw new Error('the generated week was released once billstream\'s backlog was published');
+    return this.#week;
+  }
+
+  release(): void {
+    this.#week = null;
+  }
+}
+
+/**
+ * The half-load phase's entries, under new ids, encoded before the drain. It
+ * offers half of billstream's rate for `latencySeconds`; past 20,000 entries
+ * a second (a billstream at 40,000/s) the phase is shorter, and its entry
+ * count says so.
+ */
+const MAX_OFFERED_PER_SECOND = 20_000;
+
+/** Publishes billstream's backlog, keeps the latency phase's messages, and lets the week go. */
+async function publishBacklog(s: Services, generated: GeneratedWeek, options: WeekCloseBenchOptions, log: Log): Promise<OfferedMessage[]> {
+  const { messages } = generated.week;
+  // The backlog is there before billstream starts: reference data first, as a firm loads it.
+  const firstTime = messages.findIndex((m) => m.subject.startsWith('ingest.time.'));
+  await publishMessages(s.js, asPublished(messages.slice(0, firstTime)));
+  await publishMessages(s.js, asPublished(messages.slice(firstTime)));
+  const time = messages.filter((m) => m.subject.startsWith('ingest.time.'));
+  log(`billstream: ${messages.length} messages in the backlog (${time.length} time)`);
+  const approved = time.filter((m) => m.record && (m.record as TimeRecord).status === 'approved').slice(0, MAX_OFFERED_PER_SECOND * options.latencySeconds);
+  const offered = [...asPublished(approved, (id) => `lat-${id}`)];
+  generated.release();
+  return offered;
+}
+
 /** 3. billstream as its own process, draining the week's backlog; then latency at half its rate. */
-async function measureBillstream(s: Services, week: WeekClose, options: WeekCloseBenchOptions, log: Log): Promise<{ billstream: WeekCloseBenchResult['billstream']; latency: WeekCloseBenchResult['latencyAtHalfLoad'] }> {
+async function measureBillstream(s: Services, generated: GeneratedWeek, options: WeekCloseBenchOptions, log: Log): Promise<{ billstream: WeekCloseBenchResult['billstream']; latency: WeekCloseBenchResult['latencyAtHalfLoad'] }> {
   const jsm = await jetstreamManager(s.nc);
   await ensureTopology(jsm, RECORD_KINDS);
   // Bitmap scans off for the bench's own probes: see `progress` below.
   const sql = new pg.Pool({ connectionString: s.databaseUrl, max: 2, options: '-c enable_bitmapscan=off', application_name: BENCH_APPLICATION_NAME });
-  // The backlog is there before billstream starts: reference data first, as a firm loads it.
-  const firstTime = week.messages.findIndex((m) => m.subject.startsWith('ingest.time.'));
-  await publishMessages(s.js, asPublished(week.messages.slice(0, firstTime)));
-  await publishMessages(s.js, asPublished(week.messages.slice(firstTime)));
-  const timeMessages = week.messages.filter((m) => m.subject.startsWith('ingest.time.')).length;
-  log(`billstream: ${week.messages.length} messages in the backlog (${timeMessages} time)`);
+  const latencyPool = await publishBacklog(s, generated, options, log);
 
   // BILLSTREAM_BENCH_NODE_ARGS passes flags to the measured process (say --cpu-prof).
   const nodeArgs = (process.env.BILLSTREAM_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -326,15 +373,20 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
   //   version the index still points to (a posted line's old version stays in
   //   the pending index until a vacuum), 220 ms at 200k posted. As index-only
   //   scans they mark those entries dead in the index as they pass, so the next
-  //   count skips them: 4 ms instead.
+  //   count skips them: 4 ms instead. Still, at 1M their sessions took 9.5 of
+  //   PostgreSQL's 168 CPU-s (pg_stat_activity's split below). The drain cannot
+  //   be over while the consumer has messages left, so until then they are
+  //   counted only for the log line, every 5 s.
   let consumerLeft = Number.POSITIVE_INFINITY;
   let consumerReadAt = Number.NEGATIVE_INFINITY;
-  const progress = async () => {
+  type Progress = { left: number; waiting: number | null; pending: number | null; unpublished: number | null };
+  const progress = async (counted: boolean): Promise<Progress> => {
     if (performance.now() - consumerReadAt >= Math.min(5_000, Math.max(250, consumerLeft / 20))) {
       const info = await jsm.consumers.info(STREAMS.ingest, ingestConsumerName('time'));
       consumerLeft = info.num_pending + info.num_ack_pending;
       consumerReadAt = performance.now();
     }
+    if (consumerLeft > 0 && !counted) return { left: consumerLeft, waiting: null, pending: null, unpublished: null };
     // The NATS outbox too: the drain is done when every enriched entry and posted
     // line has been announced, not only posted to the ERP. Left out, the relay's
     // backlog ran into the half-load phase, whose first seconds then measured it.
@@ -343,52 +395,58 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
               (select count(*) from nats_outbox_batch) as unpublished`);
     return { left: consumerLeft, waiting: Number(rows[0]?.waiting), pending: Number(rows[0]?.pending), unpublished: Number(rows[0]?.unpublished) };
   };
-  const drained = (p: Awaited<ReturnType<typeof progress>>) => p.left === 0 && p.waiting === 0 && p.pending === 0 && p.unpublished === 0;
+  const drained = (p: Progress) => p.left === 0 && p.waiting === 0 && p.pending === 0 && p.unpublished === 0;
   const decidedCount = async () => {
     const { rows } = await sql.query<{ decided: string }>(`select count(*) as decided from entry_revision where stage <> 'waiting'`);
     return Number(rows[0]?.decided);
   };
   // PostgreSQL's processes by whom they work for (`postgres: billstream`, ...),
-  // read from pg_stat_activity as each snapshot is taken: backends come and go.
+  // read from pg_stat_activity before each sample: backends come and go.
   const database = new URL(s.databaseUrl).pathname.slice(1);
-  const cpuSnapshot = async (): Promise<CpuGroups> => {
-    const clientOf = postgresClientOf((await sql.query<PostgresSession>(POSTGRES_SESSIONS)).rows, database, POSTGRES_CLIENTS);
-    return cpuByGroup((pid, command) => {
-      if (pid === child.pid) return 'billstream';
-      if (pid === process.pid) return 'bench';
-      if (pid === s.sandbox.pid) return 'ERP sandbox';
-      if (pid === s.nats.pid) return 'nats-server';
-      if (!/^postgres/.test(command)) return null;
-      const client = clientOf(pid);
-      return client === null ? null : `postgres: ${client}`;
-    });
+  let clientOf: (pid: number) => string | null = () => null;
+  const cpu = new CpuTracker((pid, command) => {
+    if (pid === child.pid) return 'billstream';
+    if (pid === process.pid) return 'bench';
+    if (pid === s.sandbox.pid) return 'ERP sandbox';
+    if (pid === s.nats.pid) return 'nats-server';
+    if (!/^postgres/.test(command)) return null;
+    const client = clientOf(pid);
+    return client === null ? null : `postgres: ${client}`;
+  });
+  let cpuSampledAt = 0;
+  const sampleCpu = async () => {
+    clientOf = postgresClientOf((await sql.query<PostgresSession>(POSTGRES_SESSIONS)).rows, database, POSTGRES_CLIENTS);
+    await cpu.sample();
+    cpuSampledAt = performance.now();
   };
   try {
-    const cpuBefore = await cpuSnapshot();
+    await sampleCpu();
     const mainThreadBefore = await threadCpuSeconds(child.pid ?? 0);
     const started = performance.now();
     let lastLog = 0;
     for (;;) {
       await new Promise((r) => setTimeout(r, 250));
-      const p = await progress().catch(() => ({ left: 1, waiting: 1, pending: 1, unpublished: 1 }));
-      if (performance.now() - lastLog > 5000) { lastLog = performance.now(); log(`billstream: ${p.left} messages to decide, ${p.waiting} waiting, ${p.pending} to post, ${p.unpublished} outbox batches to publish, RSS ${Math.round(peak)} MiB`); }
+      const logDue = performance.now() - lastLog > 5000;
+      const p = await progress(logDue).catch((): Progress => ({ left: 1, waiting: 1, pending: 1, unpublished: 1 }));
+      if (logDue) { lastLog = performance.now(); log(`billstream: ${p.left} messages to decide, ${p.waiting} waiting, ${p.pending} to post, ${p.unpublished} outbox batches to publish, RSS ${Math.round(peak)} MiB`); }
       if (drained(p)) break;
+      if (performance.now() - cpuSampledAt >= CPU_SAMPLE_MS) await sampleCpu().catch(() => {});
     }
     const seconds = (performance.now() - started) / 1000;
-    const { cpuSeconds, postgresCpuSeconds } = splitPostgres(cpuSpent(cpuBefore, await cpuSnapshot()));
+    await sampleCpu();
+    const { cpuSeconds, postgresCpuSeconds } = splitPostgres(cpu.spent());
     const mainThreadSeconds = (await threadCpuSeconds(child.pid ?? 0)) - mainThreadBefore;
     const decided = await decidedCount();
     const perSecond = decided / seconds;
 
     // Latency: fresh entries (new ids) offered at half the rate billstream just reached.
     const offered = Math.max(10, Math.floor(perSecond / 2));
-    const pool = week.messages.filter((m) => m.subject.startsWith('ingest.time.') && m.record && (m.record as TimeRecord).status === 'approved');
-    const total = Math.min(pool.length, offered * options.latencySeconds);
+    const total = Math.min(latencyPool.length, offered * options.latencySeconds);
     log(`latency: offering ${offered} entries/s for ${options.latencySeconds} s`);
-    await offerLoad({ natsUrl: s.nats.url, messages: [...asPublished(pool.slice(0, total), (id) => `lat-${id}`)], perSecond: offered });
+    await offerLoad({ natsUrl: s.nats.url, messages: latencyPool.slice(0, total), perSecond: offered });
     for (;;) {
       await new Promise((r) => setTimeout(r, 500));
-      const p = await progress();
+      const p = await progress(false);
       if (drained(p)) break;
     }
     // The half-load charges, read once: the p50 and p99 from ingest to posted,
@@ -430,14 +488,14 @@ async function measureBillstream(s: Services, week: WeekClose, options: WeekClos
 
 export async function weekCloseBench(options: WeekCloseBenchOptions, log: Log): Promise<WeekCloseBenchResult> {
   log(`generating a week close of ${options.entries} entries over ${options.regions.length} regions`);
-  const week = generateWeekClose({ entries: options.entries, regions: options.regions, firstRegionShare: 0.5, projects: Math.max(300, Math.floor(options.entries / 300)), consultants: Math.max(600, Math.floor(options.entries / 150)), seed: options.seed });
+  const generated = new GeneratedWeek(generateWeekClose({ entries: options.entries, regions: options.regions, firstRegionShare: 0.5, projects: Math.max(300, Math.floor(options.entries / 300)), consultants: Math.max(600, Math.floor(options.entries / 150)), seed: options.seed }));
   const services = await startServices(log);
   try {
-    const brokerLimit = await measureBrokerLimit(services, week.messages, log);
+    const brokerLimit = await measureBrokerLimit(services, generated.week.messages, log);
     log(`broker limit: ${Math.round(brokerLimit.perSecond)} messages/s`);
-    const naive = await measureNaive(services, week, Math.min(options.naiveEntries, options.entries), log);
+    const naive = await measureNaive(services, generated.week, Math.min(options.naiveEntries, options.entries), log);
     log(`naive: ${Math.round(naive.perSecond)} entries/s`);
-    const { billstream, latency } = await measureBillstream(services, week, options, log);
+    const { billstream, latency } = await measureBillstream(services, generated, options, log);
     return {
       postgres: await postgresSettings(services.databaseUrl),
       entries: options.entries, brokerLimit, naive, billstream,
