@@ -15,11 +15,17 @@ function cpuSecondsOf(stat: string): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
-async function processCpuSeconds(pid: number): Promise<{ seconds: number; command: string } | null> {
+async function processCpuSeconds(pid: number): Promise<number | null> {
   try {
-    const seconds = cpuSecondsOf(await readFile(`/proc/${pid}/stat`, 'utf8'));
-    const command = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ');
-    return { seconds, command };
+    return cpuSecondsOf(await readFile(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+async function commandOf(pid: number): Promise<string | null> {
+  try {
+    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ');
   } catch {
     return null;
   }
@@ -52,6 +58,12 @@ export class CpuTracker {
   readonly #first = new Map<number, number>();
   /** Each process's group and CPU seconds at the last sample that saw it. */
   readonly #last = new Map<number, { group: string; seconds: number }>();
+  /**
+   * Each process's command line, read once (null: gone): reading it and every
+   * process's CPU at each sample cost 42 ms of the bench's CPU per sample, on a
+   * machine whose two cores the bench is measuring.
+   */
+  readonly #commands = new Map<number, string | null>();
   #sampled = false;
 
   /** `groupOf` names a process's group (null leaves it out); it is asked again at every sample. */
@@ -62,12 +74,15 @@ export class CpuTracker {
   async sample(): Promise<void> {
     const pids = (await readdir('/proc').catch(() => [])).filter((name) => /^\d+$/.test(name)).map(Number);
     for (const pid of pids) {
-      const usage = await processCpuSeconds(pid);
-      if (!usage) continue;
-      const group = this.#groupOf(pid, usage.command);
+      let command = this.#commands.get(pid);
+      if (command === undefined) this.#commands.set(pid, (command = await commandOf(pid)));
+      if (command === null) continue;
+      const group = this.#groupOf(pid, command);
       if (group === null) continue;
-      if (!this.#sampled) this.#first.set(pid, usage.seconds);
-      this.#last.set(pid, { group, seconds: usage.seconds });
+      const seconds = await processCpuSeconds(pid);
+      if (seconds === null) continue;
+      if (!this.#sampled) this.#first.set(pid, seconds);
+      this.#last.set(pid, { group, seconds });
     }
     this.#sampled = true;
   }
