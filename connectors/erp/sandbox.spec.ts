@@ -1,9 +1,9 @@
 // The sandbox's HTTP surface as CONTRACT §6 states it, spoken to without the client.
+import pg from 'pg';
 import { describe, expect, it, vi } from 'vitest';
 import { createTestDatabase } from '../../test/support/database.ts';
 import { charge, setupErp } from './erp-fixture.ts';
 import { startErpSandbox } from './sandbox.ts';
-import pg from 'pg';
 
 async function call(
   url: string,
