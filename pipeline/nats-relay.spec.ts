@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { createTestLedger } from '../test/support/database.ts';
+import { createTestLedger, type TestLedger } from '../test/support/database.ts';
 import { queueNatsMessages, type OutboxMessage, type QueuedNatsBatch } from './nats-outbox.ts';
 import { NatsRelay } from './nats-relay.ts';
 
@@ -31,7 +31,7 @@ function gatedPublish() {
 }
 
 /** Outbox rows left in the ledger (published rows are deleted). */
-const outboxRows = async (ledger: Awaited<ReturnType<typeof createTestLedger>>) =>
+const outboxRows = async (ledger: TestLedger) =>
   (await ledger.sql.query<{ n: number }>('select count(*)::int as n from nats_outbox_batch')).rows[0]?.n;
 
 /** Whether the promise settles within `ms`. */

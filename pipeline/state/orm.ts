@@ -53,7 +53,7 @@ function applicationName(databaseUrl: string): { application_name: string } | { 
  */
 export async function openLedger(options: LedgerOptions): Promise<MikroORM> {
   const orm = await MikroORM.init(ormConfig(options));
-  const lock = new pg.Client({ connectionString: options.databaseUrl });
+  const lock = new pg.Client({ connectionString: options.databaseUrl, ...applicationName(options.databaseUrl) });
   await lock.connect();
   try {
     await lock.query(`select pg_advisory_lock(hashtext('billstream:migrations'))`);
