@@ -3,10 +3,10 @@ import { ConfigError } from '../config.ts';
 import { startNodeFlags } from './start.ts';
 
 describe('startNodeFlags', () => {
-  it('gives billstream start its heap budget and a young generation of a tenth of it, at most 32 MiB', () => {
-    expect(startNodeFlags({})).toEqual(['--max-old-space-size=320', '--max-semi-space-size=32']);
-    expect(startNodeFlags({ BILLSTREAM_HEAP_MIB: '128' })).toEqual(['--max-old-space-size=128', '--max-semi-space-size=12']);
-    expect(startNodeFlags({ BILLSTREAM_HEAP_MIB: '2048' })).toEqual(['--max-old-space-size=2048', '--max-semi-space-size=32']);
+  it('gives billstream start its heap budget, a young generation of a tenth of it (at most 32 MiB) and an old generation that doubles between collections', () => {
+    expect(startNodeFlags({})).toEqual(['--max-old-space-size=320', '--max-semi-space-size=32', '--heap-growing-percent=100']);
+    expect(startNodeFlags({ BILLSTREAM_HEAP_MIB: '128' })).toEqual(['--max-old-space-size=128', '--max-semi-space-size=12', '--heap-growing-percent=100']);
+    expect(startNodeFlags({ BILLSTREAM_HEAP_MIB: '2048' })).toEqual(['--max-old-space-size=2048', '--max-semi-space-size=32', '--heap-growing-percent=100']);
   });
 
   it('leaves V8 its own limits with 0', () => {
