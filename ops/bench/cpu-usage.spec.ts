@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { CpuTracker, postgresClientOf, type PostgresSession } from './cpu-usage.ts';
+import { CpuTracker, parseSchedStat, postgresClientOf, threadSchedule, type PostgresSession } from './cpu-usage.ts';
 
 describe('CpuTracker', () => {
   it('keeps the CPU of a process that ended between its samples', async () => {
@@ -49,5 +50,24 @@ describe('postgresClientOf', () => {
 
   it('counts background processes and unlisted ones (the postmaster) as the server', () => {
     expect([14, 99].map(clientOf)).toEqual(['server', 'server']);
+  });
+});
+
+describe('thread schedule', () => {
+  it('reads schedstat\'s nanoseconds on a CPU and waiting in a run queue as seconds', () => {
+    expect(parseSchedStat('5200000000 4550000000 7236\n')).toEqual({ runningSeconds: 5.2, waitingSeconds: 4.55 });
+    expect(parseSchedStat('')).toBeNull();
+    expect(parseSchedStat('not numbers')).toBeNull();
+  });
+
+  // A kernel built without schedstat has no such file: the bench then prints no wait.
+  it.runIf(existsSync(`/proc/${process.pid}/task/${process.pid}/schedstat`))('follows this process\'s main thread as it burns CPU', async () => {
+    const before = await threadSchedule(process.pid);
+    if (before === null) throw new Error('schedstat is there but could not be read');
+    const t = Date.now();
+    while (Date.now() - t < 200);
+    const after = await threadSchedule(process.pid);
+    expect((after?.runningSeconds ?? 0) - before.runningSeconds).toBeGreaterThanOrEqual(0.15);
+    expect(after?.waitingSeconds).toBeGreaterThanOrEqual(before.waitingSeconds);
   });
 });

@@ -45,6 +45,31 @@ export async function threadCpuSeconds(pid: number, tid: number = pid): Promise<
 }
 
 /**
+ * A thread's time on a CPU and its time ready to run but waiting for one
+ * (in a run queue), in seconds. On two cores shared with PostgreSQL and
+ * nats-server, a thread whose CPU time stays well under the wall time can be
+ * either: waiting for I/O (the pipeline holds it back) or waiting for a CPU (the
+ * machine does). Only the second shows here.
+ */
+export interface ThreadSchedule { runningSeconds: number; waitingSeconds: number }
+
+/** `/proc/<pid>/task/<tid>/schedstat`: nanoseconds on a CPU, nanoseconds waiting in a run queue, time slices. */
+export function parseSchedStat(text: string): ThreadSchedule | null {
+  const [running, waiting] = text.trim().split(/\s+/).map(Number);
+  if (running === undefined || waiting === undefined || !Number.isFinite(running) || !Number.isFinite(waiting)) return null;
+  return { runningSeconds: running / 1e9, waitingSeconds: waiting / 1e9 };
+}
+
+/** The schedule so far of one thread (the main thread's id is the process's); null where the kernel keeps no schedstat. */
+export async function threadSchedule(pid: number, tid: number = pid): Promise<ThreadSchedule | null> {
+  try {
+    return parseSchedStat(await readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/**
  * CPU seconds per process group over a measurement, from /proc samples taken
  * as it runs. A process that started after the first sample counts in full; one
  * that ended keeps what it had spent by the last sample that saw it. Compared at

@@ -34,7 +34,7 @@ import { ReferenceView } from '../../pipeline/reference-view.ts';
 import { EntryRevision } from '../../pipeline/state/entities.ts';
 import { LEDGER_APPLICATION_NAME, openLedger } from '../../pipeline/state/orm.ts';
 import { startNodeFlags } from '../commands/start.ts';
-import { CpuTracker, POSTGRES_SESSIONS, postgresClientOf, threadCpuSeconds, type CpuGroups, type PostgresSession } from './cpu-usage.ts';
+import { CpuTracker, POSTGRES_SESSIONS, postgresClientOf, threadCpuSeconds, threadSchedule, type CpuGroups, type PostgresSession } from './cpu-usage.ts';
 import { offerLoad, type OfferedMessage } from './offered-load.ts';
 import { generateWeekClose, messagePayload, type IngestMessage, type WeekClose } from '../demo/week-close.ts';
 import { publishBounded } from '../demo/publishing.ts';
@@ -63,6 +63,13 @@ export interface WeekCloseBenchResult {
     postgresCpuSeconds: CpuGroups;
     /** CPU seconds of billstream's main thread (its JavaScript) while it drained: near `seconds`, that thread is the limit. */
     mainThreadSeconds: number;
+    /**
+     * Seconds the main thread was ready to run but waited for a CPU while it
+     * drained (null where the kernel keeps no schedstat). Busy and waiting
+     * together near `seconds`: the thread never waited on the pipeline, only on
+     * the machine's cores, which the servers on them share.
+     */
+    mainThreadWaitingSeconds: number | null;
   };
   ratios: { toBrokerLimit: number; toNaive: number };
   /** `arrivedPerSecond`: the offered entries over the span of their arrival in the stream (offered steadily, close to `offeredPerSecond`). */
@@ -422,6 +429,7 @@ async function measureBillstream(s: Services, generated: GeneratedWeek, options:
   try {
     await sampleCpu();
     const mainThreadBefore = await threadCpuSeconds(child.pid ?? 0);
+    const scheduleBefore = await threadSchedule(child.pid ?? 0);
     const started = performance.now();
     let lastLog = 0;
     for (;;) {
@@ -436,6 +444,8 @@ async function measureBillstream(s: Services, generated: GeneratedWeek, options:
     await sampleCpu();
     const { cpuSeconds, postgresCpuSeconds } = splitPostgres(cpu.spent());
     const mainThreadSeconds = (await threadCpuSeconds(child.pid ?? 0)) - mainThreadBefore;
+    const scheduleAfter = await threadSchedule(child.pid ?? 0);
+    const mainThreadWaitingSeconds = scheduleBefore && scheduleAfter ? scheduleAfter.waitingSeconds - scheduleBefore.waitingSeconds : null;
     const decided = await decidedCount();
     const perSecond = decided / seconds;
 
@@ -473,7 +483,7 @@ async function measureBillstream(s: Services, generated: GeneratedWeek, options:
       `select count(*) as n, extract(epoch from max(first_seen_at) - min(first_seen_at))::float8 as span from entry_revision where entry_id like 'lat-%'`);
     const arrivedPerSecond = arrival?.span ? Math.round(Number(arrival.n) / arrival.span) : 0;
     return {
-      billstream: { entries: decided, seconds, perSecond, peakRssMiB: Math.round(peak), cpuSeconds, postgresCpuSeconds, mainThreadSeconds },
+      billstream: { entries: decided, seconds, perSecond, peakRssMiB: Math.round(peak), cpuSeconds, postgresCpuSeconds, mainThreadSeconds, mainThreadWaitingSeconds },
       latency: { offeredPerSecond: offered, arrivedPerSecond, entries: Number(latency?.n ?? 0), p50Ms: Math.round(latency?.p50 ?? 0), p99Ms: Math.round(latency?.p99 ?? 0),
         stagesP99Ms: { decided: Math.round(latency?.decided ?? 0), queued: Math.round(latency?.queued ?? 0), posted: Math.round(latency?.posted ?? 0) },
         worstSlice: { fromSecond: Number(latency?.worst?.from_second ?? 0), entries: Number(latency?.worst?.n ?? 0), p99Ms: Math.round(latency?.worst?.p99 ?? 0) } },

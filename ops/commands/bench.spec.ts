@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { runBench } from './bench.ts';
+import { mainThreadLine, runBench } from './bench.ts';
 
 // Each case is refused before any server is started: the options are read first.
 describe('billstream bench, its options', () => {
@@ -43,5 +43,17 @@ describe('billstream bench, its options', () => {
     expect(await runBench(['nosuch'])).toBe(2);
     expect(io.err()).toContain('bench weekclose');
     expect(io.err()).toContain('bench pipeline');
+  });
+});
+
+describe('mainThreadLine', () => {
+  it('gives the main thread\'s time on a CPU and its time waiting for one, each as a share of the drain', () => {
+    expect(mainThreadLine({ seconds: 158.1, mainThreadSeconds: 81.7, mainThreadWaitingSeconds: 71.3 }))
+      .toBe("  billstream's main thread (its JavaScript) busy 52% of the drain (81.7 CPU-s), ready but waiting for a CPU 45% (71.3 s)");
+  });
+
+  it('leaves the wait out where the kernel keeps no schedstat', () => {
+    expect(mainThreadLine({ seconds: 10, mainThreadSeconds: 5, mainThreadWaitingSeconds: null }))
+      .toBe("  billstream's main thread (its JavaScript) busy 50% of the drain (5.0 CPU-s)");
   });
 });

@@ -75,7 +75,7 @@ const SCENARIOS: Record<string, Scenario> = {
           `    p99 by stage: ingest → decided ${r(result.latencyAtHalfLoad.stagesP99Ms.decided)} ms, decided → queued for the ERP ${r(result.latencyAtHalfLoad.stagesP99Ms.queued)} ms, queued → posted ${r(result.latencyAtHalfLoad.stagesP99Ms.posted)} ms; ` +
             `worst 2 s of arrival: p99 ${r(result.latencyAtHalfLoad.worstSlice.p99Ms)} ms from ${result.latencyAtHalfLoad.worstSlice.fromSecond} s (${r(result.latencyAtHalfLoad.worstSlice.entries)} entries)`,
           `  peak RSS of the billstream process: ${r(result.billstream.peakRssMiB)} MiB`,
-          `  billstream's main thread (its JavaScript) busy ${Math.round((100 * result.billstream.mainThreadSeconds) / result.billstream.seconds)}% of the drain (${result.billstream.mainThreadSeconds.toFixed(1)} CPU-s)`,
+          mainThreadLine(result.billstream),
           `  CPU seconds while billstream drained (${result.billstream.seconds.toFixed(1)} s on ${cpus().length} cores): ${cpuList(result.billstream.cpuSeconds)}`,
           `    PostgreSQL's by whom it worked for: ${cpuList(result.billstream.postgresCpuSeconds)}`,
           `  PostgreSQL ${result.postgres.version}: shared_buffers ${result.postgres.sharedBuffers}, autovacuum ${result.postgres.autovacuum}${result.postgres.autovacuum === 'off' ? ' (dead row versions stay: not a production server\'s figures)' : ''}`,
@@ -108,6 +108,18 @@ export class BenchOptionsError extends Error {
 }
 
 /** `billstream 16.8, postgres 12.6, ...`, the largest first. */
+/**
+ * How the main thread (billstream's JavaScript) spent the drain: on a CPU, and
+ * ready to run but waiting for one. The two near 100% together say the thread
+ * was never held back by the pipeline (I/O, locks), only by the cores it shares.
+ */
+export function mainThreadLine(drain: { seconds: number; mainThreadSeconds: number; mainThreadWaitingSeconds: number | null }): string {
+  const percent = (s: number) => Math.round((100 * s) / drain.seconds);
+  const busy = `  billstream's main thread (its JavaScript) busy ${percent(drain.mainThreadSeconds)}% of the drain (${drain.mainThreadSeconds.toFixed(1)} CPU-s)`;
+  if (drain.mainThreadWaitingSeconds === null) return busy;
+  return `${busy}, ready but waiting for a CPU ${percent(drain.mainThreadWaitingSeconds)}% (${drain.mainThreadWaitingSeconds.toFixed(1)} s)`;
+}
+
 function cpuList(groups: Readonly<Record<string, number>>): string {
   return Object.entries(groups).sort((a, b) => b[1] - a[1]).map(([group, seconds]) => `${group} ${seconds.toFixed(1)}`).join(', ');
 }
