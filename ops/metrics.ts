@@ -209,7 +209,7 @@ export class BillstreamMetrics {
     const em = this.#sources.orm.em.fork();
     const [outboxes, exceptions, invoices, alerts] = await Promise.all([
       em.execute<{ outbox: string; n: number; age: number | null }[]>(
-        `select 'erp' as outbox, count(*)::int as n, extract(epoch from now() - min(created_at))::float8 as age from erp_outbox where status = 'pending'
+        `select 'erp' as outbox, count(*)::int as n, extract(epoch from now() - min(o.created_at))::float8 as age from erp_pending p join erp_outbox o on o.id = p.id
          union all
          select 'nats', coalesce(sum(message_count), 0)::int, extract(epoch from now() - min(created_at))::float8 from nats_outbox_batch`),
       em.execute<{ code: string; status: string; n: number }[]>(`select code, status, count(*)::int as n from billing_exception group by code, status`),

@@ -194,7 +194,8 @@ export class ExceptionWorkbench {
         const [outbox] = await em.execute<{ status: string }[]>(`select status from erp_outbox where external_id = ? for update`, [externalId]);
         outboxBefore = outbox?.status ?? null;
         if (outbox?.status === 'rejected') {
-          await em.execute(`update erp_outbox set status = 'pending', next_attempt_at = now(), last_error = null where external_id = ?`, [externalId]);
+          const [requeued] = await em.execute<{ id: string }[]>(`update erp_outbox set status = 'pending', last_error = null where external_id = ? returning id::text as id`, [externalId]);
+          await em.execute(`insert into erp_pending (id, next_attempt_at) values (?, now()) on conflict (id) do update set next_attempt_at = now()`, [requeued?.id]);
           outboxAfter = 'pending';
         } else {
           outboxAfter = outboxBefore;

@@ -117,7 +117,7 @@ export class PostingSlaMonitor {
 
   /** Approved entries past the SLA and not posted, by region. */
   async overdue(em: EntityManager = this.#orm.em.fork() as EntityManager): Promise<RegionBreach[]> {
-    // Driven from the two partial indexes (waiting entries, pending outbox rows)
+    // Driven from the waiting entries' partial index and the ERP queue (erp_pending),
     // so a check costs what is in flight, not what was ever posted.
     const rows = await em.execute<BreachRow[]>(
       `with owed as (
@@ -125,8 +125,8 @@ export class PostingSlaMonitor {
            from entry_revision r where r.stage = 'waiting' and r.status = 'approved'
          union all
          select r.entry_id, r.region, r.hours_hundredths, greatest(r.approved_at, r.first_seen_at) as due_from
-           from erp_outbox o join entry_revision r on r.entry_id = o.entry_id and r.revision = o.revision
-          where o.status = 'pending' and o.kind = 'charge' and r.status = 'approved')
+           from erp_pending p join erp_outbox o on o.id = p.id join entry_revision r on r.entry_id = o.entry_id and r.revision = o.revision
+          where o.kind = 'charge' and r.status = 'approved')
        select region, count(*)::int as overdue_entries, sum(hours_hundredths)::text as hours, ${INSTANT('min(due_from)')} as oldest,
               (array_agg(entry_id order by due_from, entry_id))[1:?] as sample
          from owed where due_from <= now() - (? * interval '1 millisecond')

@@ -453,13 +453,16 @@ export class ProjectActors {
     }
     const erpRows: ClaimedRow[] = [];
     if (writes.erpOutbox.length > 0) {
-      // Written with the lease already running: the rows go to this instance's
+      // Queued with the lease already running: the rows go to this instance's
       // poster in memory and no other poster claims them meanwhile.
       const inserted = await nativeQuery<{ id: string; external_id: string }>(em,
-        `insert into erp_outbox (${ERP_OUTBOX_ROWS.columns}, attempts, next_attempt_at)
-         select ${ERP_OUTBOX_ROWS.select}, 1, now() + ($2::int * interval '1 millisecond') from jsonb_array_elements($1::jsonb) as x
-         on conflict (external_id) do nothing
-         returning id, external_id`,
+        `with inserted as (
+           insert into erp_outbox (${ERP_OUTBOX_ROWS.columns}, attempts)
+           select ${ERP_OUTBOX_ROWS.select}, 1 from jsonb_array_elements($1::jsonb) as x
+           on conflict (external_id) do nothing
+           returning id, external_id),
+         queued as (insert into erp_pending (id, next_attempt_at) select id, now() + ($2::int * interval '1 millisecond') from inserted)
+         select id, external_id from inserted`,
         [ERP_OUTBOX_ROWS.json(writes.erpOutbox), this.#options.erpLeaseMs ?? 30_000]);
       const written = new Map(writes.erpOutbox.map((row) => [row.external_id as string, row]));
       for (const { id, external_id: externalId } of inserted) {

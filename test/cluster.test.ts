@@ -58,8 +58,8 @@ async function partitionOwners(h: Harness): Promise<Map<number, string>> {
 /** What is stuck where, when the test times out: the ledger by status, the consumers' backlogs, the instances' last words. */
 async function diagnosis(h: Harness): Promise<string> {
   const lines: string[] = [];
-  const outbox = await h.sql.query(`select status, count(*)::int as n, max(attempts) as max_attempts, min(next_attempt_at) as next_at, max(last_error) as last_error
-    from erp_outbox where entry_id like 'k-%' group by status`);
+  const outbox = await h.sql.query(`select o.status, count(*)::int as n, max(o.attempts) as max_attempts, min(p.next_attempt_at) as next_at, max(o.last_error) as last_error
+    from erp_outbox o left join erp_pending p on p.id = o.id where o.entry_id like 'k-%' group by o.status`);
   lines.push(`erp_outbox: ${JSON.stringify(outbox.rows)}`);
   const stages = await h.sql.query(`select stage, count(*)::int as n from entry_revision where entry_id like 'k-%' group by stage`);
   lines.push(`entry_revision: ${JSON.stringify(stages.rows)}`);

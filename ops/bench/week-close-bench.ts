@@ -376,11 +376,12 @@ async function measureBillstream(s: Services, generated: GeneratedWeek, options:
   //   the stream's subjects from the consumer's position (every entry has its
   //   own subject), about 200 ms at 700k left. So it is read again only after
   //   a delay in proportion to what was left (250 ms near the end, 5 s at most).
-  // - The two partial-index counts: as bitmap scans they visited every dead row
-  //   version the index still points to (a posted line's old version stays in
-  //   the pending index until a vacuum), 220 ms at 200k posted. As index-only
-  //   scans they mark those entries dead in the index as they pass, so the next
-  //   count skips them: 4 ms instead. Still, at 1M their sessions took 9.5 of
+  // - The counts of waiting entries and unposted ERP lines: as bitmap scans they
+  //   visited every dead row version an index still pointed to (a posted line's
+  //   old version stayed in the outbox's pending index until a vacuum), 220 ms
+  //   at 200k posted. As index-only scans they mark those entries dead in the
+  //   index as they pass, so the next count skips them: 4 ms instead. (Unposted
+  //   lines are now counted in their own queue table, erp_pending.) Still, at 1M their sessions took 9.5 of
   //   PostgreSQL's 168 CPU-s (pg_stat_activity's split below). The drain cannot
   //   be over while the consumer has messages left, so until then they are
   //   counted only for the log line, every 5 s.
@@ -398,7 +399,7 @@ async function measureBillstream(s: Services, generated: GeneratedWeek, options:
     // line has been announced, not only posted to the ERP. Left out, the relay's
     // backlog ran into the half-load phase, whose first seconds then measured it.
     const { rows } = await sql.query<{ pending: string; waiting: string; unpublished: string }>(
-      `select (select count(*) from entry_revision where stage = 'waiting') as waiting, (select count(*) from erp_outbox where status = 'pending') as pending,
+      `select (select count(*) from entry_revision where stage = 'waiting') as waiting, (select count(*) from erp_pending) as pending,
               (select count(*) from nats_outbox_batch) as unpublished`);
     return { left: consumerLeft, waiting: Number(rows[0]?.waiting), pending: Number(rows[0]?.pending), unpublished: Number(rows[0]?.unpublished) };
   };

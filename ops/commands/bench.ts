@@ -300,7 +300,7 @@ async function ledgerCounts(runtime: Runtime): Promise<{ decided: number; posted
   const [row] = await runtime.orm.em.fork().execute<Record<string, string>[]>(
     `select (select count(*) from entry_revision where stage <> 'waiting') as decided,
             (select count(*) from erp_outbox where status = 'posted') as posted,
-            (select count(*) from erp_outbox where status = 'pending') as pending_erp,
+            (select count(*) from erp_pending) as pending_erp,
             (select coalesce(sum(message_count), 0) from nats_outbox_batch) as pending_nats`);
   return { decided: Number(row?.decided), posted: Number(row?.posted), pendingErp: Number(row?.pending_erp), pendingNats: Number(row?.pending_nats) };
 }

@@ -129,7 +129,7 @@ async function ledgerCounts(runtime: Runtime): Promise<LedgerCounts> {
   const [row] = await runtime.orm.em.fork().execute<Record<string, string>[]>(
     `select (select count(*) from entry_revision where stage <> 'waiting') as decided,
             (select count(*) from entry_revision where stage = 'waiting') as waiting,
-            (select count(*) from erp_outbox where status = 'pending') as pending_erp,
+            (select count(*) from erp_pending) as pending_erp,
             (select count(*) from erp_outbox where status = 'posted') as posted,
             (select coalesce(sum(message_count), 0) from nats_outbox_batch) as pending_nats`);
   return { decided: Number(row?.decided), waiting: Number(row?.waiting), pendingErp: Number(row?.pending_erp), pendingNats: Number(row?.pending_nats), posted: Number(row?.posted) };

@@ -471,6 +471,10 @@ describe('exception workbench actions', () => {
     expect(requeued).toBe(1);
     const [outbox] = await ops.orm.em.fork().execute<{ status: string; last_error: string | null }[]>(`select status, last_error from erp_outbox where external_id = 'e-9:1:charge'`);
     expect(outbox).toEqual({ status: 'pending', last_error: null });
+    // Back in the poster's queue, due at once.
+    const queued = await ops.orm.em.fork().execute<{ due: boolean }[]>(
+      `select p.next_attempt_at <= now() as due from erp_pending p join erp_outbox o on o.id = p.id where o.external_id = 'e-9:1:charge'`);
+    expect(queued).toEqual([{ due: true }]);
 
     const second = await ops.fetchJson('/v1/exceptions/exc_erp/replay', { method: 'POST' });
     expect(second).toMatchObject({ status: 200, body: { replayed: false, status: 'replayed', action: 'none', message: expect.stringContaining('already replayed by dana') } });

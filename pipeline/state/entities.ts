@@ -167,10 +167,9 @@ export const ErpOutboxSchema = defineEntity({
     amountMinor: p.bigint('bigint'),
     currency: p.string().columnType('char(3)'),
     transaction: p.json<Record<string, unknown>>(),
-    /** pending | posted | rejected */
+    /** pending | posted | rejected; a pending line also has its row in erp_pending. */
     status: p.string().columnType('text'),
     attempts: p.integer(),
-    nextAttemptAt: p.datetime().columnType('timestamptz'),
     lastError: p.string().columnType('text').nullable(),
     documentId: p.string().columnType('text').nullable(),
     invoiceId: p.string().columnType('text').nullable(),
@@ -181,6 +180,24 @@ export const ErpOutboxSchema = defineEntity({
 });
 export class ErpOutbox extends ErpOutboxSchema.class {}
 ErpOutboxSchema.setClass(ErpOutbox);
+
+/**
+ * The ERP lines still to post, one row per line while its erp_outbox status is
+ * pending: the poster's queue, apart from the outbox so that marking a line
+ * posted updates the outbox row in place (see the erp_pending_queue migration).
+ */
+export const ErpPendingSchema = defineEntity({
+  name: 'ErpPending',
+  tableName: 'erp_pending',
+  properties: {
+    /** The erp_outbox row's id. */
+    id: p.bigint('string').primary(),
+    /** When a poster may claim the line: its lease or its backoff runs out. */
+    nextAttemptAt: p.datetime().columnType('timestamptz'),
+  },
+});
+export class ErpPending extends ErpPendingSchema.class {}
+ErpPendingSchema.setClass(ErpPending);
 
 /** The NATS outbox: one row per transaction, its messages in order (see nats-relay.ts). */
 export const NatsOutboxBatchSchema = defineEntity({
@@ -241,5 +258,5 @@ PipelineCounterShardSchema.setClass(PipelineCounterShard);
 /** Every entity, listed explicitly: the ORM config names them, nothing is discovered. */
 export const ENTITIES = [
   ConsultantSchema, ProjectSchema, AssignmentSchema, RatecardSchema, EntryRevisionSchema,
-  ProjectBillingSchema, MilestoneSchema, ErpOutboxSchema, NatsOutboxBatchSchema, BillingExceptionSchema, PipelineCounterShardSchema,
+  ProjectBillingSchema, MilestoneSchema, ErpOutboxSchema, ErpPendingSchema, NatsOutboxBatchSchema, BillingExceptionSchema, PipelineCounterShardSchema,
 ];

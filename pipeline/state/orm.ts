@@ -8,8 +8,10 @@ import { Migration20261125000000_initial } from './migrations/Migration202611250
 import { Migration20261125120000_workbench_invoicing_alerts } from './migrations/Migration20261125120000_workbench_invoicing_alerts.ts';
 import { Migration20261201000000_batched_turns } from './migrations/Migration20261201000000_batched_turns.ts';
 import { Migration20261201120000_outbox_lz4 } from './migrations/Migration20261201120000_outbox_lz4.ts';
+import { Migration20261206000000_erp_pending_queue } from './migrations/Migration20261206000000_erp_pending_queue.ts';
 
-export const MIGRATIONS = [Migration20261125000000_initial, Migration20261125120000_workbench_invoicing_alerts, Migration20261201000000_batched_turns, Migration20261201120000_outbox_lz4];
+export const MIGRATIONS = [Migration20261125000000_initial, Migration20261125120000_workbench_invoicing_alerts, Migration20261201000000_batched_turns, Migration20261201120000_outbox_lz4,
+  Migration20261206000000_erp_pending_queue];
 
 /** The `application_name` of the ledger's sessions. */
 export const LEDGER_APPLICATION_NAME = 'billstream';
