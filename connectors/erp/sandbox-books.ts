@@ -187,7 +187,7 @@ export class SandboxBooks {
       const unique = [...firsts.values()];
       const column = <K extends keyof ValidLine>(key: K): Array<ValidLine[K]> => unique.map((line) => line[key]);
       // One statement for the whole batch: unnest the columns instead of a round trip per line.
-      const inserted = await client.query<{ external_id: string }>(
+      const inserted = await client.query<{ external_id: string; document_id: string }>(
         `insert into erp_document (id, document_id, external_id, kind, entry_id, milestone_id, revision, project_id,
            customer_id, consultant_id, role, work_date, hours, rate, amount, currency, legal_entity, idempotency_key)
          select n, 'DOC-' || lpad(n::text, 8, '0'), external_id, kind, entry_id, milestone_id, revision, project_id,
@@ -200,7 +200,7 @@ export class SandboxBooks {
                      work_date, hours, rate, amount, currency, legal_entity)
          ) s
          on conflict (external_id) do nothing
-         returning external_id`,
+         returning external_id, document_id`,
         [
           column('externalId'),
           column('kind'),
@@ -220,12 +220,17 @@ export class SandboxBooks {
           idempotencyKey,
         ],
       );
-      const created = new Set(inserted.rows.map((row) => row.external_id));
-      const existing = await client.query<{ external_id: string; document_id: string }>(
-        'select external_id, document_id from erp_document where external_id = any($1::text[])',
-        [[...firsts.keys()]],
-      );
-      const documentIds = new Map(existing.rows.map((row) => [row.external_id, row.document_id]));
+      const documentIds = new Map(inserted.rows.map((row) => [row.external_id, row.document_id]));
+      const created = new Set(documentIds.keys());
+      // Only the lines booked before (a retried posting) are read back: a posting of new lines costs no lookup per line.
+      const earlier = [...firsts.keys()].filter((externalId) => !created.has(externalId));
+      if (earlier.length > 0) {
+        const existing = await client.query<{ external_id: string; document_id: string }>(
+          'select external_id, document_id from erp_document where external_id = any($1::text[])',
+          [earlier],
+        );
+        for (const row of existing.rows) documentIds.set(row.external_id, row.document_id);
+      }
       const reported = new Set<string>();
       const results: ErpPostResult[] = lines.map((line) => {
         const documentId = documentIds.get(line.externalId);

@@ -125,6 +125,14 @@ describe('ERP sandbox', () => {
         { externalId: 'charge:E2:1', documentId: results[2]?.documentId },
       ],
     });
+
+    // A line booked by an earlier posting is a duplicate with its first document; a new one beside it is created.
+    const again = await call(url, { token, key: 'k2', body: { transactions: [charge('E2'), charge('E4')] } });
+    expect(again.status).toBe(201);
+    const againResults = again.body.results as Array<{ externalId: string; documentId: string; status: string }>;
+    expect(againResults.map((r) => [r.externalId, r.status])).toEqual([[charge('E2').externalId, 'duplicate'], [charge('E4').externalId, 'created']]);
+    expect(againResults[0]?.documentId).toBe(results[2]?.documentId);
+    expect(new Set(againResults.map((r) => r.documentId)).size).toBe(2);
   });
 
   it('refuses the whole posting with 422 when any line is invalid', async () => {
