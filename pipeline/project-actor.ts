@@ -132,6 +132,8 @@ export function groupByProject(items: readonly ActorItem[]): Map<string, ActorIt
 
 /** Everything a batch turn writes, gathered across its projects and written set-based at the end. */
 class TurnWrites {
+  /** `entryId:revision` of the batch's revisions that had a row before the turn (read under the project locks). */
+  readonly storedRevisions: ReadonlySet<string>;
   readonly revisions: Record<string, unknown>[] = [];
   readonly reversedRevisions: { entry_id: string; revision: number }[] = [];
   readonly erpOutbox: Record<string, unknown>[] = [];
@@ -142,6 +144,10 @@ class TurnWrites {
   readonly projectTotals: { project_id: string; charged_minor: string; reversed_minor: string; held_minor: string }[] = [];
   duplicates = 0;
   stale = 0;
+
+  constructor(storedRevisions: ReadonlySet<string>) {
+    this.storedRevisions = storedRevisions;
+  }
 }
 
 /** What a batch turn leaves for after its commit. */
@@ -223,7 +229,7 @@ export class ProjectActors {
     for (const projectItems of byProject.values()) for (const item of projectItems) if (item.type === 'time') timeItems.push(item);
     const { entryStates, seenRevisions } = await this.#loadEntries(em, timeItems);
 
-    const writes = new TurnWrites();
+    const writes = new TurnWrites(new Set(seenRevisions.keys()));
     const turns: TurnResult[] = [];
     for (const [projectId, projectItems] of byProject) {
       const trace = traces.get(projectId) as TurnTrace;
@@ -446,7 +452,7 @@ export class ProjectActors {
 
   /** One statement per table for the whole batch; returns the ERP outbox rows it wrote. */
   async #write(em: EntityManager, writes: TurnWrites): Promise<{ erpRows: ClaimedRow[]; enriched: QueuedNatsBatch | null }> {
-    await writeRevisions(em, writes.revisions);
+    await writeRevisions(em, writes.revisions, writes.storedRevisions);
     if (writes.reversedRevisions.length > 0) {
       await nativeQuery(em, `update entry_revision e set stage = 'reversed' from jsonb_to_recordset($1::jsonb) as x(entry_id text, revision int)
         where e.entry_id = x.entry_id and e.revision = x.revision`, [JSON.stringify(writes.reversedRevisions)]);
@@ -581,9 +587,24 @@ const REVISION_ROWS = new PositionalRows([
   ['approved_at', 'timestamptz'], ['enriched_at', 'timestamptz'], ['decided_at', 'timestamptz'],
 ]);
 
-async function writeRevisions(em: EntityManager, rows: readonly Record<string, unknown>[]): Promise<void> {
+/**
+ * A turn's revision rows: the ones it read no row of are inserted plainly, the
+ * others (a waiting revision decided, a replayed one) upserted. `on conflict`
+ * probes the primary key for every row before the insert's own probe; a row
+ * the turn read nothing of under its projects' locks cannot have been written
+ * since by anyone, and if it were, the insert fails the turn (retried project by
+ * project, which then reads it) instead of passing over it.
+ */
+async function writeRevisions(em: EntityManager, rows: readonly Record<string, unknown>[], stored: ReadonlySet<string>): Promise<void> {
   if (rows.length === 0) return;
-  const latest = [...new Map(rows.map((r) => [`${String(r.entry_id)}:${String(r.revision)}`, r])).values()];
+  const fresh: Record<string, unknown>[] = [];
+  const known: Record<string, unknown>[] = [];
+  for (const [key, row] of new Map(rows.map((r) => [`${String(r.entry_id)}:${String(r.revision)}`, r]))) (stored.has(key) ? known : fresh).push(row);
+  if (fresh.length > 0) {
+    await nativeQuery(em, `insert into entry_revision (${REVISION_ROWS.columns}) select ${REVISION_ROWS.select} from jsonb_array_elements($1::jsonb) as x`,
+      [REVISION_ROWS.json(fresh)]);
+  }
+  if (known.length === 0) return;
   await nativeQuery(em,
     `insert into entry_revision as t (${REVISION_ROWS.columns})
      select ${REVISION_ROWS.select} from jsonb_array_elements($1::jsonb) as x
@@ -591,7 +612,7 @@ async function writeRevisions(em: EntityManager, rows: readonly Record<string, u
        role = excluded.role, rate_minor = excluded.rate_minor, amount_minor = excluded.amount_minor, currency = excluded.currency,
        exception_code = excluded.exception_code, region = excluded.region, enriched_at = excluded.enriched_at, decided_at = excluded.decided_at,
        trace_id = coalesce(t.trace_id, excluded.trace_id), trace_parent = coalesce(t.trace_parent, excluded.trace_parent)`,
-    [REVISION_ROWS.json(latest)]);
+    [REVISION_ROWS.json(known)]);
 }
 
 const ERP_OUTBOX_ROWS = new PositionalRows([
