@@ -49,7 +49,8 @@ const PREFIX = 'billstream_';
 
 /** `enriched.time.amer.p-1` → `enriched`: a label of bounded cardinality. */
 function familyOf(subject: string): string {
-  return subject.split('.', 1)[0] ?? 'unknown';
+  const dot = subject.indexOf('.');
+  return dot === -1 ? subject : subject.slice(0, dot);
 }
 
 function erpOutcome(status: number | null): string {
@@ -146,8 +147,17 @@ export class BillstreamMetrics {
   /** The NATS relay is about to publish these messages. */
   observeRelayed(messages: readonly { subject: string }[]): void {
     this.#stageMessages.inc({ stage: STAGES.relay, direction: 'in' }, messages.length);
+    // Called for every message the relay publishes: one family read per message, runs of one family counted at once.
     const byFamily = new Map<string, number>();
-    for (const m of messages) byFamily.set(familyOf(m.subject), (byFamily.get(familyOf(m.subject)) ?? 0) + 1);
+    let family = '';
+    let run = 0;
+    for (const m of messages) {
+      if (run > 0 && m.subject.startsWith(family) && m.subject.charCodeAt(family.length) === 46 /* '.' */) { run++; continue; }
+      if (run > 0) byFamily.set(family, (byFamily.get(family) ?? 0) + run);
+      family = familyOf(m.subject);
+      run = 1;
+    }
+    if (run > 0) byFamily.set(family, (byFamily.get(family) ?? 0) + run);
     for (const [family, n] of byFamily) this.#published.inc({ family }, n);
   }
 
