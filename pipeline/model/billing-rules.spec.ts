@@ -122,6 +122,35 @@ describe('matchAssignment', () => {
       }),
     );
   });
+
+  it('answers as the rule reads: the latest revision of each id (the first of equals), then the preferred one that covers the day', () => {
+    // The rule as written before matchAssignment stopped building a map per call.
+    const byRule = (list: readonly ReturnType<typeof assignment>[]) => {
+      const latest = new Map<string, ReturnType<typeof assignment>>();
+      for (const a of list) {
+        const seen = latest.get(a.assignmentId);
+        if (seen === undefined || a.revision > seen.revision) latest.set(a.assignmentId, a);
+      }
+      const covering = [...latest.values()].filter((a) => a.consultantId === query.consultantId && a.projectId === query.projectId && a.taskId === query.taskId &&
+        a.startDate <= query.workDate && query.workDate <= a.endDate);
+      covering.sort((a, b) => b.revision - a.revision || (b.startDate > a.startDate ? 1 : b.startDate < a.startDate ? -1 : 0) || (b.assignmentId > a.assignmentId ? 1 : -1));
+      return covering[0];
+    };
+    const patches = fc.array(
+      fc.record({
+        assignmentId: fc.constantFrom('a-1', 'a-2', 'a-3'),
+        revision: fc.integer({ min: 1, max: 3 }),
+        startDate: fc.constantFrom('2026-01-01', '2026-11-20', '2026-11-21'),
+        endDate: fc.constantFrom('2026-11-19', '2026-11-20', '2026-12-31'),
+        taskId: fc.constantFrom(query.taskId, 't-other'),
+      }),
+      { maxLength: 8 },
+    );
+    fc.assert(fc.property(patches, (list) => {
+      const records = list.map((p) => assignment(p));
+      expect(matchAssignment(records, query)).toBe(byRule(records));
+    }), { numRuns: 2000 });
+  });
 });
 
 describe('resolveRate', () => {

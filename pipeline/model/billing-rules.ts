@@ -31,22 +31,31 @@ export function matchAssignment(
   assignments: readonly AssignmentRecord[],
   entry: AssignmentQuery,
 ): AssignmentRecord | undefined {
-  const latest = new Map<string, AssignmentRecord>();
-  for (const a of assignments) {
-    const seen = latest.get(a.assignmentId);
-    if (seen === undefined || a.revision > seen.revision) latest.set(a.assignmentId, a);
-  }
+  // Called for every entry on a consultant's few assignments of one project: the
+  // latest revision of each id is found by looking along the list rather than
+  // by building a map per call.
   let best: AssignmentRecord | undefined;
-  for (const a of latest.values()) {
+  for (let i = 0; i < assignments.length; i++) {
+    const a = assignments[i] as AssignmentRecord;
     const covers =
       a.consultantId === entry.consultantId &&
       a.projectId === entry.projectId &&
       a.taskId === entry.taskId &&
       a.startDate <= entry.workDate &&
       entry.workDate <= a.endDate;
-    if (covers && (best === undefined || preferAssignment(a, best))) best = a;
+    if (covers && isLatestRevision(assignments, i) && (best === undefined || preferAssignment(a, best))) best = a;
   }
   return best;
+}
+
+/** Whether `assignments[i]` is its id's latest revision: no higher one in the list, nor an equal one before it. */
+function isLatestRevision(assignments: readonly AssignmentRecord[], i: number): boolean {
+  const a = assignments[i] as AssignmentRecord;
+  for (let j = 0; j < assignments.length; j++) {
+    const b = assignments[j] as AssignmentRecord;
+    if (j !== i && b.assignmentId === a.assignmentId && (b.revision > a.revision || (b.revision === a.revision && j < i))) return false;
+  }
+  return true;
 }
 
 function preferAssignment(a: AssignmentRecord, b: AssignmentRecord): boolean {
