@@ -10,4 +10,13 @@ describe('canonicalLine', () => {
     expect(JSON.stringify(canonicalLine(built))).toBe(JSON.stringify(canonicalLine(fromJsonb)));
     expect(canonicalLine(built)).toEqual(built);
   });
+
+  it('sends a line already in that order as it is, and copies one that is not', () => {
+    const ordered = { amount: '1125.00', currency: 'USD', entryId: 'e-1', externalId: 'e-1:1:charge', kind: 'charge', projectId: 'p-1', revision: 1 };
+    expect(canonicalLine(ordered)).toBe(ordered);
+    const unordered = { kind: 'charge', amount: '1125.00', externalId: 'e-1:1:charge' };
+    const line = canonicalLine(unordered);
+    expect(line).not.toBe(unordered);
+    expect(Object.keys(line)).toEqual(['amount', 'externalId', 'kind']);
+  });
 });

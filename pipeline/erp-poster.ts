@@ -351,7 +351,16 @@ export class ErpPoster {
  * body must not depend on which.
  */
 export function canonicalLine(transaction: Record<string, unknown>): Record<string, unknown> {
-  const line: Record<string, unknown> = {};
-  for (const key of Object.keys(transaction).sort()) line[key] = transaction[key];
-  return line;
+  // A turn builds its lines in this order already (project-actor.ts): those go
+  // out as they are, and only a line read back from jsonb is copied in order.
+  let previous = '';
+  for (const key in transaction) {
+    if (key < previous) {
+      const line: Record<string, unknown> = {};
+      for (const sortedKey of Object.keys(transaction).sort()) line[sortedKey] = transaction[sortedKey];
+      return line;
+    }
+    previous = key;
+  }
+  return transaction;
 }

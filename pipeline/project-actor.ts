@@ -331,7 +331,8 @@ export class ProjectActors {
       const project = item.snapshot.project;
       const region = project?.region ?? item.region;
       const firstSeenAt = seen ? new Date(seen.first_seen_at) : item.receivedAt;
-      const hours = parseHours(entry.hours);
+      // Enrichment parsed the hours already; an entry not enriched (waiting, closed project) is parsed here.
+      const hours = item.outcome.kind === 'enriched' ? item.outcome.hoursHundredths : parseHours(entry.hours);
       const baseRow = {
         entry_id: entry.entryId, revision: entry.revision, project_id: projectId, region, status: entry.status,
         hours_hundredths: hours.toString(), work_date: entry.workDate, record: entry,
@@ -407,7 +408,7 @@ export class ProjectActors {
         } else {
           stage = 'charged';
           const transaction = chargeOf(entry, project, enrichment, hours);
-          writes.erpOutbox.push(outboxRow(transaction, projectId, region, item.traceParent ?? null));
+          writes.erpOutbox.push(outboxRow(transaction, projectId, region, item.traceParent ?? null, { hours, amount: enrichment.amountMinor }));
           chargedMinor += enrichment.amountMinor;
           current = { ...current, chargedRevision: entry.revision, chargedHours: hours, chargedAmountMinor: enrichment.amountMinor, chargedTransaction: transaction };
           counts.charged++;
@@ -523,10 +524,11 @@ export class ProjectActors {
       await nativeQuery(em, `update milestone set stage = 'held' where milestone_id = $1`, [milestone.milestoneId]);
       return { kind: 'held', amountMinor, exception: exceptionRow({ code: 'cap_exceeded', recordKind: 'milestone', recordId: milestone.milestoneId, projectId: project.projectId, region: project.region, record: milestone, message: `milestone ${milestone.milestoneId} of ${milestone.amount} would take project ${project.projectId} past its notToExceed of ${project.notToExceed}` }) };
     }
+    // Keys in the order the ERP poster sends them (canonicalLine).
     const transaction = {
-      externalId: `milestone:${milestone.milestoneId}`, kind: 'milestone', milestoneId: milestone.milestoneId, revision: milestone.revision ?? 1,
-      projectId: project.projectId, customerId: project.customerId, workDate: now.toISOString().slice(0, 10),
-      amount: milestone.amount, currency: milestone.currency, legalEntity: project.legalEntity,
+      amount: milestone.amount, currency: milestone.currency, customerId: project.customerId, externalId: `milestone:${milestone.milestoneId}`,
+      kind: 'milestone', legalEntity: project.legalEntity, milestoneId: milestone.milestoneId, projectId: project.projectId,
+      revision: milestone.revision ?? 1, workDate: now.toISOString().slice(0, 10),
     };
     return { kind: 'charge', amountMinor, outbox: outboxRow(transaction, project.projectId, project.region, item.traceParent ?? null) };
   }
@@ -547,11 +549,12 @@ export const ENTRY_REVISIONS_OF_ENTRIES = `select r.entry_id, r.revision, r.stag
   lateral (select entry_id, revision, stage, first_seen_at, amount_minor, hours_hundredths from entry_revision e where e.entry_id = k.entry_id offset 0) r`;
 
 function chargeOf(entry: TimeRecord, project: ProjectRecord, enrichment: Extract<EnrichmentOutcome, { kind: 'enriched' }>, hours: bigint): Record<string, string | number> {
+  // Keys in the order the ERP poster sends them (canonicalLine), so a line posted from memory is not copied to reorder it.
   return {
-    externalId: `${entry.entryId}:${entry.revision}:charge`, kind: 'charge', entryId: entry.entryId, revision: entry.revision,
-    projectId: project.projectId, customerId: project.customerId, consultantId: entry.consultantId, role: enrichment.role,
-    workDate: entry.workDate, hours: formatHours(hours), rate: formatMoney(enrichment.rateMinor ?? 0n),
-    amount: formatMoney(enrichment.amountMinor ?? 0n), currency: enrichment.currency, legalEntity: project.legalEntity,
+    amount: formatMoney(enrichment.amountMinor ?? 0n), consultantId: entry.consultantId, currency: enrichment.currency, customerId: project.customerId,
+    entryId: entry.entryId, externalId: `${entry.entryId}:${entry.revision}:charge`, hours: formatHours(hours), kind: 'charge',
+    legalEntity: project.legalEntity, projectId: project.projectId, rate: formatMoney(enrichment.rateMinor ?? 0n), revision: entry.revision,
+    role: enrichment.role, workDate: entry.workDate,
   };
 }
 
@@ -567,12 +570,13 @@ function reversalOf(charge: Record<string, string | number>): Record<string, str
   };
 }
 
-function outboxRow(transaction: Record<string, string | number>, projectId: string, region: string, traceParent: string | null): Record<string, unknown> {
+/** `minor`: the line's hours and amount when the caller has them as numbers (a charge it just built), rather than parsed back from its text. */
+function outboxRow(transaction: Record<string, string | number>, projectId: string, region: string, traceParent: string | null, minor?: { hours: bigint; amount: bigint }): Record<string, unknown> {
   return {
     external_id: transaction.externalId, kind: transaction.kind, project_id: projectId, region,
     entry_id: transaction.entryId ?? null, milestone_id: transaction.milestoneId ?? null, revision: transaction.revision ?? null,
-    work_date: transaction.workDate || null, hours_hundredths: signedHours(String(transaction.hours ?? '0.00')).toString(),
-    amount_minor: parseMoney(String(transaction.amount)).toString(), currency: transaction.currency, transaction, trace_parent: traceParent,
+    work_date: transaction.workDate || null, hours_hundredths: (minor?.hours ?? signedHours(String(transaction.hours ?? '0.00'))).toString(),
+    amount_minor: (minor?.amount ?? parseMoney(String(transaction.amount))).toString(), currency: transaction.currency, transaction, trace_parent: traceParent,
   };
 }
 
