@@ -127,10 +127,17 @@ export async function readEntryLifecycle(orm: MikroORM, entryId: string): Promis
          from billing_exception e where entry_id = ? order by e.first_seen_at, e.id`,
       [entryId],
     ),
+    // An entry's documents are the charge and the reversal of each of its
+    // revisions, found by externalId (`<entryId>:<revision>:charge|reversal`):
+    // the outbox keeps no index by entry, which every line written would pay for.
+    // Lateral probes, so the plan cannot turn into a scan of the outbox.
     em.execute<DocumentRow[]>(
       `select o.external_id, o.kind, o.revision, o.document_id, o.status, o.amount_minor, o.hours_hundredths, o.invoice_id, ${instantSql('o.posted_at')} as posted_at,
               i.status as invoice_status, ${instantSql('i.created_at')} as invoiced_at
-         from erp_outbox o left join invoice i on i.invoice_id = o.invoice_id where o.entry_id = ? order by o.id`,
+         from entry_revision r cross join (values ('charge'), ('reversal')) as k(kind),
+              lateral (select * from erp_outbox x where x.external_id = r.entry_id || ':' || r.revision || ':' || k.kind offset 0) o
+              left join invoice i on i.invoice_id = o.invoice_id
+        where r.entry_id = ? order by o.id`,
       [entryId],
     ),
   ]);

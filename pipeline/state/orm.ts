@@ -9,9 +9,10 @@ import { Migration20261125120000_workbench_invoicing_alerts } from './migrations
 import { Migration20261201000000_batched_turns } from './migrations/Migration20261201000000_batched_turns.ts';
 import { Migration20261201120000_outbox_lz4 } from './migrations/Migration20261201120000_outbox_lz4.ts';
 import { Migration20261206000000_erp_pending_queue } from './migrations/Migration20261206000000_erp_pending_queue.ts';
+import { Migration20261206120000_outbox_without_entry_index } from './migrations/Migration20261206120000_outbox_without_entry_index.ts';
 
 export const MIGRATIONS = [Migration20261125000000_initial, Migration20261125120000_workbench_invoicing_alerts, Migration20261201000000_batched_turns, Migration20261201120000_outbox_lz4,
-  Migration20261206000000_erp_pending_queue];
+  Migration20261206000000_erp_pending_queue, Migration20261206120000_outbox_without_entry_index];
 
 /** The `application_name` of the ledger's sessions. */
 export const LEDGER_APPLICATION_NAME = 'billstream';
