@@ -122,3 +122,31 @@ describe('ErpPoster settling', () => {
     expect(Number(updates.hot)).toBeGreaterThanOrEqual(lines * 0.9);
   });
 });
+
+describe('ErpPoster sweeps', () => {
+  it('sweeps the ledger when asked to, and otherwise once a tenth of the lease has passed, not every idle period', async () => {
+    await using ledger = await createTestLedger();
+    // Its own sessions, closed before the counts are read: a session reports them when it ends.
+    const orm = await openLedger({ databaseUrl: ledger.url });
+    const poster = new ErpPoster(orm, books, () => null, { leaseMs: 30_000, idleMs: 50, concurrency: 2 });
+    try {
+      poster.start();
+      await new Promise((r) => setTimeout(r, 1_500));
+      poster.wake();
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      await poster.stop();
+      await orm.close();
+    }
+    type Scans = { scans: string };
+    let scans = 0;
+    const reportedBy = Date.now() + 20_000;
+    while (Date.now() < reportedBy && scans < 2) {
+      const { rows } = await ledger.sql.query<Scans>(`select (coalesce(seq_scan, 0) + coalesce(idx_scan, 0))::text as scans from pg_stat_user_tables where relname = 'erp_pending'`);
+      scans = Number(rows[0]?.scans ?? 0);
+      if (scans < 2) await new Promise((r) => setTimeout(r, 200));
+    }
+    // The sweep at start and the one asked for; every idle period (50 ms) would have been about 35.
+    expect(scans).toBe(2);
+  });
+});
