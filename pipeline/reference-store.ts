@@ -7,6 +7,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { parseMoney } from './model/money.ts';
 import type { AssignmentRecord, ConsultantRecord, ProjectRecord, RatecardRecord, RecordByKind } from './model/types.ts';
 import { ratecardId, ReferenceView } from './reference-view.ts';
+import { nativeQuery } from './state/native-sql.ts';
 
 export type ReferenceKind = 'consultant' | 'project' | 'assignment' | 'ratecard';
 export const REFERENCE_KINDS: readonly ReferenceKind[] = ['consultant', 'project', 'assignment', 'ratecard'];
@@ -40,7 +41,7 @@ const UPSERT: Record<ReferenceKind, { sql: string; row: (item: ReferenceItem) =>
   consultant: {
     sql: `insert into consultant as t (consultant_id, home_region, cost_rate_minor, currency, revision, record, updated_at)
       select x.id, x.home_region, x.cost_rate_minor, x.currency, x.revision, x.record, now()
-      from jsonb_to_recordset(?::jsonb) as x(id text, home_region text, cost_rate_minor bigint, currency text, revision int, record jsonb)
+      from jsonb_to_recordset($1::jsonb) as x(id text, home_region text, cost_rate_minor bigint, currency text, revision int, record jsonb)
       on conflict (consultant_id) do update set home_region = excluded.home_region, cost_rate_minor = excluded.cost_rate_minor,
         currency = excluded.currency, revision = excluded.revision, record = excluded.record, updated_at = now()
       where t.revision <= excluded.revision
@@ -53,7 +54,7 @@ const UPSERT: Record<ReferenceKind, { sql: string; row: (item: ReferenceItem) =>
   project: {
     sql: `insert into project as t (project_id, customer_id, contract_id, region, currency, billing_model, status, legal_entity, not_to_exceed_minor, revision, record, updated_at)
       select x.id, x.customer_id, x.contract_id, x.region, x.currency, x.billing_model, x.status, x.legal_entity, x.not_to_exceed_minor, x.revision, x.record, now()
-      from jsonb_to_recordset(?::jsonb) as x(id text, customer_id text, contract_id text, region text, currency text, billing_model text,
+      from jsonb_to_recordset($1::jsonb) as x(id text, customer_id text, contract_id text, region text, currency text, billing_model text,
         status text, legal_entity text, not_to_exceed_minor bigint, revision int, record jsonb)
       on conflict (project_id) do update set customer_id = excluded.customer_id, contract_id = excluded.contract_id, region = excluded.region,
         currency = excluded.currency, billing_model = excluded.billing_model, status = excluded.status, legal_entity = excluded.legal_entity,
@@ -72,7 +73,7 @@ const UPSERT: Record<ReferenceKind, { sql: string; row: (item: ReferenceItem) =>
   assignment: {
     sql: `insert into assignment as t (assignment_id, consultant_id, project_id, task_id, role, billable, start_date, end_date, revision, record, span_context, updated_at)
       select x.id, x.consultant_id, x.project_id, x.task_id, x.role, x.billable, x.start_date, x.end_date, x.revision, x.record, x.span_context, now()
-      from jsonb_to_recordset(?::jsonb) as x(id text, consultant_id text, project_id text, task_id text, role text, billable boolean,
+      from jsonb_to_recordset($1::jsonb) as x(id text, consultant_id text, project_id text, task_id text, role text, billable boolean,
         start_date date, end_date date, revision int, record jsonb, span_context text)
       on conflict (assignment_id) do update set consultant_id = excluded.consultant_id, project_id = excluded.project_id, task_id = excluded.task_id,
         role = excluded.role, billable = excluded.billable, start_date = excluded.start_date, end_date = excluded.end_date,
@@ -90,7 +91,7 @@ const UPSERT: Record<ReferenceKind, { sql: string; row: (item: ReferenceItem) =>
   ratecard: {
     sql: `insert into ratecard as t (ratecard_id, contract_id, role, rate_minor, currency, effective_from, effective_to, revision, record, updated_at)
       select x.id, x.contract_id, x.role, x.rate_minor, x.currency, x.effective_from, x.effective_to, x.revision, x.record, now()
-      from jsonb_to_recordset(?::jsonb) as x(id text, contract_id text, role text, rate_minor bigint, currency text, effective_from date,
+      from jsonb_to_recordset($1::jsonb) as x(id text, contract_id text, role text, rate_minor bigint, currency text, effective_from date,
         effective_to date, revision int, record jsonb)
       on conflict (ratecard_id) do update set rate_minor = excluded.rate_minor, currency = excluded.currency, effective_to = excluded.effective_to,
         revision = excluded.revision, record = excluded.record, updated_at = now()
@@ -126,7 +127,8 @@ export async function storeReferences(em: EntityManager, items: readonly Referen
     }
     if (latest.size === 0) continue;
     const rows = [...latest.values()].map(UPSERT[kind].row);
-    const written = await em.execute<{ id: string }[]>(UPSERT[kind].sql, [JSON.stringify(rows)]);
+    // A parameter of its own: em.execute would escape a whole batch's JSON into the statement's text.
+    const written = await nativeQuery<{ id: string }>(em, UPSERT[kind].sql, [JSON.stringify(rows)]);
     const writtenIds = new Set(written.map((r) => r.id));
     for (const [id, item] of latest) (writtenIds.has(id) ? applied : stale).push(item);
   }
