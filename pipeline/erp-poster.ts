@@ -202,8 +202,10 @@ export class ErpPoster {
    * One loop sweeps at a time: when asked to, or once a tenth of the lease has
    * passed (at least idleMs). A line nobody holds waits for a lease to run out,
    * so sweeping more often finds nothing sooner; and each sweep walks the due
-   * index past every line settled since the last vacuum (about 4,500 index pages
-   * a sweep, 400 sweeps in a 1M week close, when it swept every idle period).
+   * index past every line settled since the last vacuum (one at the end of a 1M
+   * week close visited 3,300–5,900 pages, 5–13 ms; sweeping every idle period,
+   * that index was the one PostgreSQL read back most, 118,000 blocks, and 48,000
+   * after this).
    */
   #sweepDue(): boolean {
     return !this.#sweeping && (this.#sweepRequested || performance.now() - this.#lastSweepAt >= Math.max(this.#options.idleMs, this.#options.leaseMs / 10));

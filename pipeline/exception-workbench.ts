@@ -194,8 +194,9 @@ export class ExceptionWorkbench {
         const [outbox] = await em.execute<{ status: string }[]>(`select status from erp_outbox where external_id = ? for update`, [externalId]);
         outboxBefore = outbox?.status ?? null;
         if (outbox?.status === 'rejected') {
-          const [requeued] = await em.execute<{ id: string }[]>(`update erp_outbox set status = 'pending', last_error = null where external_id = ? returning id::text as id`, [externalId]);
-          await em.execute(`insert into erp_pending (id, next_attempt_at) values (?, now()) on conflict (id) do update set next_attempt_at = now()`, [requeued?.id]);
+          // Pending again, and back in the poster's queue, due at once.
+          await em.execute(`with requeued as (update erp_outbox set status = 'pending', last_error = null where external_id = ? returning id)
+            insert into erp_pending (id, next_attempt_at) select id, now() from requeued on conflict (id) do update set next_attempt_at = now()`, [externalId]);
           outboxAfter = 'pending';
         } else {
           outboxAfter = outboxBefore;
