@@ -381,10 +381,10 @@ async function measureBillstream(s: Services, generated: GeneratedWeek, options:
   //   old version stayed in the outbox's pending index until a vacuum), 220 ms
   //   at 200k posted. As index-only scans they mark those entries dead in the
   //   index as they pass, so the next count skips them: 4 ms instead. (Unposted
-  //   lines are now counted in their own queue table, erp_pending.) Still, at 1M their sessions took 9.5 of
-  //   PostgreSQL's 168 CPU-s (pg_stat_activity's split below). The drain cannot
-  //   be over while the consumer has messages left, so until then they are
-  //   counted only for the log line, every 5 s.
+  //   lines are now counted in their own queue table, erp_pending.) Still, at
+  //   1M their sessions took 9.5 of PostgreSQL's 168 CPU-s (pg_stat_activity's
+  //   split below). The drain cannot be over while the consumer has messages
+  //   left, so until then they are counted only for the log line, every 5 s.
   let consumerLeft = Number.POSITIVE_INFINITY;
   let consumerReadAt = Number.NEGATIVE_INFINITY;
   type Progress = { left: number; waiting: number | null; pending: number | null; unpublished: number | null };
