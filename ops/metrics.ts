@@ -147,17 +147,11 @@ export class BillstreamMetrics {
   /** The NATS relay is about to publish these messages. */
   observeRelayed(messages: readonly { subject: string }[]): void {
     this.#stageMessages.inc({ stage: STAGES.relay, direction: 'in' }, messages.length);
-    // Called for every message the relay publishes: one family read per message, runs of one family counted at once.
     const byFamily = new Map<string, number>();
-    let family = '';
-    let run = 0;
     for (const m of messages) {
-      if (run > 0 && m.subject.startsWith(family) && m.subject.charCodeAt(family.length) === 46 /* '.' */) { run++; continue; }
-      if (run > 0) byFamily.set(family, (byFamily.get(family) ?? 0) + run);
-      family = familyOf(m.subject);
-      run = 1;
+      const family = familyOf(m.subject);
+      byFamily.set(family, (byFamily.get(family) ?? 0) + 1);
     }
-    if (run > 0) byFamily.set(family, (byFamily.get(family) ?? 0) + run);
     for (const [family, n] of byFamily) this.#published.inc({ family }, n);
   }
 
