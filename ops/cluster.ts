@@ -10,9 +10,10 @@
 // and acks the original only after the partitioned copy is stored. Partition
 // leases live in a KV bucket (revision-checked create/update/delete, TTL by the
 // bucket's max age); instances rebalance toward a fair share as members join or
-// die. A new owner resumes a partition's durable consumer from its ack floor;
-// messages the dead owner had in flight come back after the ack wait, and the
-// ledger's keys and the project row lock make their second processing harmless.
+// die. A new owner (of a partition or of the router) resumes the durable
+// consumer from its ack floor, so what the last owner held unacked comes again
+// in stream order before anything newer; the router's Nats-Msg-Id, the ledger's
+// keys and the project row lock make a second processing harmless.
 import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { Subject, mergeMap, from, type Observable, type Subscription } from 'rxjs';
@@ -20,7 +21,7 @@ import { fromJsMsg } from '../connectors/nats/incoming.ts';
 import type { InFlightBudget } from '../connectors/nats/in-flight-budget.ts';
 import { jetStreamSource } from '../connectors/nats/jetstream-source.ts';
 import type { LeaseStore } from '../connectors/nats/lease-store.ts';
-import { STREAMS, ensureConsumer, partitionConsumerName, routerConsumerName, type TopologyOptions } from '../connectors/nats/topology.ts';
+import { STREAMS, ensureConsumerFromAckFloor, partitionConsumerName, routerConsumerName, type TopologyOptions } from '../connectors/nats/topology.ts';
 import type { IncomingMessage } from '../pipeline/billing-pipeline.ts';
 import { partitionOf, planLeases } from '../pipeline/partitioning.ts';
 
@@ -42,6 +43,13 @@ interface OwnedPartition {
   inFlight: number;
 }
 
+/** The router lease held, and the routing of each kind (a kind whose routing failed waits in `retries` to start again). */
+interface Router {
+  revision: number;
+  subscriptions: Map<string, Subscription>;
+  retries: Set<NodeJS.Timeout>;
+}
+
 export class PartitionedIntake {
   readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
@@ -51,7 +59,7 @@ export class PartitionedIntake {
   readonly #milestone = new Subject<IncomingMessage>();
   readonly #owned = new Map<number, OwnedPartition>();
   #membership: number | null = null;
-  #router: { revision: number; subscriptions: Subscription[] } | null = null;
+  #router: Router | null = null;
   #timer: NodeJS.Timeout | null = null;
   #ticking: Promise<void> = Promise.resolve();
   #stopped = false;
@@ -125,7 +133,8 @@ export class PartitionedIntake {
 
   async #startPartition(partition: number, revision: number): Promise<void> {
     const durable = partitionConsumerName(partition);
-    await ensureConsumer(this.#jsm, STREAMS.partitioned, durable, `part.${partition}.>`, this.#options.topology);
+    const { rewoundTo } = await ensureConsumerFromAckFloor(this.#jsm, STREAMS.partitioned, durable, `part.${partition}.>`, this.#options.topology);
+    if (rewoundTo !== null) this.#log(`partition ${partition} resumes from sequence ${rewoundTo}, the ack floor its last owner left`);
     const owned: OwnedPartition = { revision, inFlight: 0, subscription: null as unknown as Subscription };
     owned.subscription = jetStreamSource(this.#js, {
       stream: STREAMS.partitioned, durable, ...(this.#options.inFlight ? { inFlight: this.#options.inFlight() } : {}),
@@ -177,20 +186,44 @@ export class PartitionedIntake {
   }
 
   async #startRouter(revision: number): Promise<void> {
-    const subscriptions: Subscription[] = [];
-    for (const kind of ROUTED_KINDS) {
-      const durable = routerConsumerName(kind);
-      await ensureConsumer(this.#jsm, STREAMS.ingest, durable, `ingest.${kind}.>`, this.#options.topology);
-      subscriptions.push(jetStreamSource(this.#js, { stream: STREAMS.ingest, durable, onRestart: (err) => this.#log(`router of ${kind} starts again: ${String(err)}`) }).pipe(
-        // Publishes leave in arrival order on one connection, so a project's
-        // messages keep their order in the partition; acks follow the stores.
-        mergeMap((msg) => from(this.#route(msg)), 256),
-      ).subscribe({ error: (err: unknown) => this.#log(`router: ${String(err)}`) }));
-    }
-    this.#router = { revision, subscriptions };
+    const router: Router = { revision, subscriptions: new Map(), retries: new Set() };
+    this.#router = router;
+    for (const kind of ROUTED_KINDS) await this.#routeKind(router, kind);
     this.#log('routes ingest to partitions');
   }
 
+  /**
+   * Routes one record kind from the consumer's ack floor. A publish that fails
+   * stops the kind's routing, and it starts again from the floor a second
+   * later: nak'ed and redelivered on its own, the failed message would land in
+   * its partition behind the ones routed after it.
+   */
+  async #routeKind(router: Router, kind: (typeof ROUTED_KINDS)[number]): Promise<void> {
+    if (this.#router !== router) return;
+    const again = (why: string) => {
+      router.subscriptions.get(kind)?.unsubscribe();
+      router.subscriptions.delete(kind);
+      this.#log(`router of ${kind}: ${why}; starts again from the ack floor`);
+      const timer = setTimeout(() => { router.retries.delete(timer); void this.#routeKind(router, kind); }, 1_000);
+      router.retries.add(timer);
+    };
+    const durable = routerConsumerName(kind);
+    try {
+      const { rewoundTo } = await ensureConsumerFromAckFloor(this.#jsm, STREAMS.ingest, durable, `ingest.${kind}.>`, this.#options.topology);
+      if (rewoundTo !== null) this.#log(`router of ${kind} resumes from sequence ${rewoundTo}, the ack floor the last router left`);
+    } catch (err) {
+      again(String(err));
+      return;
+    }
+    if (this.#router !== router) return;
+    router.subscriptions.set(kind, jetStreamSource(this.#js, { stream: STREAMS.ingest, durable, onRestart: (err) => this.#log(`router of ${kind} starts again: ${String(err)}`) }).pipe(
+      // Publishes leave in arrival order on one connection, so a project's
+      // messages keep their order in the partition; acks follow the stores.
+      mergeMap((msg) => from(this.#route(msg)), 256),
+    ).subscribe({ error: (err: unknown) => again(String(err)) }));
+  }
+
+  /** Re-publishes one message to its partition and acks it once stored; a failure is thrown, the message left unacked. */
   async #route(msg: JsMsg): Promise<void> {
     const projectId = msg.subject.split('.')[3] ?? '';
     const partition = partitionOf(projectId, this.#options.partitions);
@@ -203,16 +236,16 @@ export class PartitionedIntake {
     if (!h.has(INGESTED_AT)) h.set(INGESTED_AT, new Date(Math.floor(msg.info.timestampNanos / 1_000_000)).toISOString());
     try {
       await this.#js.publish(`part.${partition}.${msg.subject}`, msg.data, { msgID: `route:${msg.seq}`, headers: h });
-      msg.ack();
     } catch (err) {
-      msg.nak(1_000);
-      this.#log(`route ${msg.subject}: ${String(err)}`);
+      throw new Error(`route ${msg.subject} (sequence ${msg.seq}): ${String(err)}`, { cause: err });
     }
+    msg.ack();
   }
 
   async #stopRouter(release: boolean): Promise<void> {
     if (!this.#router) return;
-    for (const s of this.#router.subscriptions) s.unsubscribe();
+    for (const timer of this.#router.retries) clearTimeout(timer);
+    for (const s of this.#router.subscriptions.values()) s.unsubscribe();
     if (release) await this.#leases.release('router', this.#router.revision);
     this.#router = null;
   }

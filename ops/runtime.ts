@@ -15,7 +15,7 @@ import { fromJsMsg } from '../connectors/nats/incoming.ts';
 import { InFlightBudget } from '../connectors/nats/in-flight-budget.ts';
 import { jetStreamSource } from '../connectors/nats/jetstream-source.ts';
 import { publishAll, publishMessage } from '../connectors/nats/publish.ts';
-import { STREAMS, ensureConsumer, ensureTopology, ingestConsumerName } from '../connectors/nats/topology.ts';
+import { STREAMS, ensureConsumer, ensureConsumerFromAckFloor, ensureTopology, ingestConsumerName } from '../connectors/nats/topology.ts';
 import { LeaseStore } from '../connectors/nats/lease-store.ts';
 import { startLegacyErpRouting } from '../connectors/legacy-erp/legacy-erp-connector.ts';
 import { BillingPipeline } from '../pipeline/billing-pipeline.ts';
@@ -130,13 +130,13 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
   const restartLog = (durable: string) => (err: unknown) => log(`consumer ${durable} starts again: ${describe(err)}`);
   const source = (kind: string, durable = ingestConsumerName(kind)) =>
     jetStreamSource(js, { stream: STREAMS.ingest, durable, inFlight: inFlight(), onRestart: restartLog(durable) }).pipe(map(fromJsMsg));
+  const topology = { maxAckPending: config.BILLSTREAM_MAX_ACK_PENDING, ackWaitMs: config.BILLSTREAM_ACK_WAIT_SECONDS * 1000 };
   let intake: PartitionedIntake | null = null;
   if (config.BILLSTREAM_PARTITIONS > 0) {
     // Cluster mode: every instance keeps its own reference view (its own durable
     // reference consumers, removed by the server an hour after the instance is
     // gone); time and milestones come only from the partitions this instance owns.
     const instanceId = config.BILLSTREAM_INSTANCE_ID;
-    const topology = { maxAckPending: config.BILLSTREAM_MAX_ACK_PENDING, ackWaitMs: config.BILLSTREAM_ACK_WAIT_SECONDS * 1000 };
     for (const kind of REFERENCE_KINDS) {
       await ensureConsumer(jsm, STREAMS.ingest, ingestConsumerName(kind, instanceId), `ingest.${kind}.>`, { ...topology, inactiveThresholdMs: 3_600_000 });
     }
@@ -150,6 +150,13 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
     });
     await intake.start();
   } else {
+    // What a killed predecessor held unacked comes again before anything newer,
+    // not after the ack wait: a project's revision 2 must not overtake its revision 1.
+    for (const kind of ['time', 'milestone']) {
+      const durable = ingestConsumerName(kind);
+      const { rewoundTo } = await ensureConsumerFromAckFloor(jsm, STREAMS.ingest, durable, `ingest.${kind}.>`, topology);
+      if (rewoundTo !== null) log(`consumer ${durable} resumes from sequence ${rewoundTo}, the ack floor it was left at`);
+    }
     pipeline.run({
       reference: merge(...REFERENCE_KINDS.map((kind) => source(kind))),
       time: source('time'),

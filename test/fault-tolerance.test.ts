@@ -2,7 +2,10 @@
 // broker killed mid-stream, the ERP throttling and failing. After each, every
 // entry is charged exactly once and the totals equal the expected ones.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
+import { STREAMS, ensureConsumer, ingestConsumerName } from '../connectors/nats/topology.ts';
 import { lineAmount, parseHours, parseMoney, formatMoney } from '../pipeline/model/money.ts';
 import { startHarness, type Harness } from './support/billstream.ts';
 import { entry, publishProjects } from './support/fixtures.ts';
@@ -110,6 +113,32 @@ describe('fault tolerance', () => {
     }
     await expectChargedOnce(h, 'kill', records.length, expectedMinor);
   }, 300_000);
+
+  it('a process killed holding entries unacked: the next one takes them before the revisions published after', async () => {
+    // A long ack wait: without resuming from the ack floor, the held revisions would come back only after it.
+    await using h = await startHarness({ BILLSTREAM_ACK_WAIT_SECONDS: '60' });
+    await publishProjects(h, PROJECTS);
+    const jsm = await jetstreamManager(h.client);
+    await ensureConsumer(jsm, STREAMS.ingest, ingestConsumerName('time'), 'ingest.time.>', { ackWaitMs: 60_000 });
+    const held = Array.from({ length: 5 }, (_, i) => entry({ entryId: `held-${i}`, projectId: `p-${i % PROJECTS}`, hours: 2 }));
+    await publishAll(h, held);
+    // The killed process: it took the first revisions and never acked them.
+    const killed = await connect({ servers: h.config.NATS_URL });
+    let taken = 0;
+    for await (const _ of await (await jetstream(killed).consumers.get(STREAMS.ingest, ingestConsumerName('time'))).fetch({ max_messages: held.length, expires: 2_000 })) taken++;
+    expect(taken).toBe(held.length);
+    await killed.close();
+    await publishAll(h, held.map((r) => ({ ...r, revision: 2, hours: 3 })));
+
+    await h.startRuntime();
+    await h.waitFor(async () => (await h.erpDocuments()).filter((d) => d.entry_id?.startsWith('held-')).length === 3 * held.length || null, 30_000, 'both revisions of every held entry billed');
+    const docs = (await h.erpDocuments()).filter((d) => d.entry_id?.startsWith('held-'));
+    for (let i = 0; i < held.length; i++) {
+      expect(docs.filter((d) => d.entry_id === `held-${i}`).map((d) => d.external_id).sort()).toEqual([`held-${i}:1:charge`, `held-${i}:1:reversal`, `held-${i}:2:charge`]);
+    }
+    const { rows: stale } = await h.sql.query(`select 1 from entry_revision where entry_id like 'held-%' and stage = 'stale'`);
+    expect(stale).toEqual([]);
+  }, 120_000);
 
   it('nats-server killed with SIGKILL mid-stream and restarted on the same store loses nothing and charges nothing twice', async () => {
     await using h = await startHarness();

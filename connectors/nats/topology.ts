@@ -97,6 +97,34 @@ export async function ensureConsumer(
   }
 }
 
+/**
+ * Ensures a durable consumer and makes it deliver again, in stream order,
+ * everything after its ack floor before anything newer. Whoever consumed it
+ * before (an instance killed mid-stream, or one that let go with messages still
+ * buffered) left them unacked; the server would hand newer messages to the next
+ * consumer at once and the held ones only after the ack wait, so a project's
+ * revision 2 could overtake its revision 1. nats-server 2.9 cannot reset a
+ * consumer, so it is recreated at the floor. What comes twice is harmless: the
+ * router's re-publish carries the stream sequence as Nats-Msg-Id, and billing
+ * knows every revision it has stored.
+ */
+export async function ensureConsumerFromAckFloor(
+  jsm: JetStreamManager, stream: string, durable: string, filterSubject: string, overrides: TopologyOptions = {},
+): Promise<{ rewoundTo: number | null }> {
+  await ensureConsumer(jsm, stream, durable, filterSubject, overrides);
+  const info = await jsm.consumers.info(stream, durable);
+  // Nothing held: no newer message can overtake one.
+  if (info.num_ack_pending === 0) return { rewoundTo: null };
+  const startSeq = info.ack_floor.stream_seq + 1;
+  const options = { ...defaultTopologyOptions(), ...overrides };
+  await jsm.consumers.delete(stream, durable);
+  await jsm.consumers.add(stream, {
+    ...consumerConfig(options), durable_name: durable, filter_subject: filterSubject,
+    deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq,
+  });
+  return { rewoundTo: startSeq };
+}
+
 function consumerConfig(options: Required<Omit<TopologyOptions, 'onWarning'>>): Partial<ConsumerConfig> {
   return {
     ack_policy: AckPolicy.Explicit,
