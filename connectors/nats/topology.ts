@@ -10,6 +10,7 @@ import {
   RetentionPolicy,
   StorageType,
   type ConsumerConfig,
+  type ConsumerInfo,
   type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
@@ -81,19 +82,27 @@ export function routerConsumerName(kind: string): string {
   return `billstream-router-${kind}`;
 }
 
-export async function ensureConsumer(
-  jsm: JetStreamManager, stream: string, durable: string, filterSubject: string, overrides: TopologyOptions & { inactiveThresholdMs?: number } = {},
-): Promise<void> {
-  const options = { ...defaultTopologyOptions(), ...overrides };
-  const config: Partial<ConsumerConfig> = { ...consumerConfig(options), durable_name: durable, filter_subject: filterSubject };
+type ConsumerOverrides = TopologyOptions & { inactiveThresholdMs?: number };
+
+/** The durable consumer as billstream declares it. */
+function declaredConsumer(durable: string, filterSubject: string, overrides: ConsumerOverrides): Partial<ConsumerConfig> {
+  const config: Partial<ConsumerConfig> = { ...consumerConfig({ ...defaultTopologyOptions(), ...overrides }), durable_name: durable, filter_subject: filterSubject };
   // A per-instance consumer is removed by the server once its instance is gone for good.
   if (overrides.inactiveThresholdMs) config.inactive_threshold = nanos(overrides.inactiveThresholdMs);
+  return config;
+}
+
+/** Creates the consumer, or brings an existing one to the declared limits; returns its info as it then stands. */
+export async function ensureConsumer(
+  jsm: JetStreamManager, stream: string, durable: string, filterSubject: string, overrides: ConsumerOverrides = {},
+): Promise<ConsumerInfo> {
+  const config = declaredConsumer(durable, filterSubject, overrides);
   try {
     await jsm.consumers.info(stream, durable);
-    await jsm.consumers.update(stream, durable, { ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending, max_deliver: config.max_deliver });
+    return await jsm.consumers.update(stream, durable, { ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending, max_deliver: config.max_deliver });
   } catch (err) {
     if (!isNotFound(err)) throw err;
-    await jsm.consumers.add(stream, config);
+    return await jsm.consumers.add(stream, config);
   }
 }
 
@@ -109,19 +118,14 @@ export async function ensureConsumer(
  * knows every revision it has stored.
  */
 export async function ensureConsumerFromAckFloor(
-  jsm: JetStreamManager, stream: string, durable: string, filterSubject: string, overrides: TopologyOptions = {},
+  jsm: JetStreamManager, stream: string, durable: string, filterSubject: string, overrides: ConsumerOverrides = {},
 ): Promise<{ rewoundTo: number | null }> {
-  await ensureConsumer(jsm, stream, durable, filterSubject, overrides);
-  const info = await jsm.consumers.info(stream, durable);
+  const info = await ensureConsumer(jsm, stream, durable, filterSubject, overrides);
   // Nothing held: no newer message can overtake one.
   if (info.num_ack_pending === 0) return { rewoundTo: null };
   const startSeq = info.ack_floor.stream_seq + 1;
-  const options = { ...defaultTopologyOptions(), ...overrides };
   await jsm.consumers.delete(stream, durable);
-  await jsm.consumers.add(stream, {
-    ...consumerConfig(options), durable_name: durable, filter_subject: filterSubject,
-    deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq,
-  });
+  await jsm.consumers.add(stream, { ...declaredConsumer(durable, filterSubject, overrides), deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq });
   return { rewoundTo: startSeq };
 }
 
