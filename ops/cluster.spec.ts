@@ -2,45 +2,28 @@
 // partition's new owner deliver what the dead one held, in stream order, before
 // anything newer (a project's revision 2 must not overtake its revision 1).
 import { DiscardPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
 import { LeaseStore } from '../connectors/nats/lease-store.ts';
 import { STREAMS, ensureConsumer, ensureTopology, partitionConsumerName, routerConsumerName } from '../connectors/nats/topology.ts';
-import { startNatsServer, type TestNatsServer } from '../test/support/nats-server.ts';
+import { connectedNatsServer, takeAndDie, type ConnectedNats } from '../test/support/nats-server.ts';
 import { PartitionedIntake } from './cluster.ts';
 
 /** Long enough that nothing the dead instance held is redelivered on its own while a test runs. */
 const topology = { ackWaitMs: 60_000 };
 const SUBJECT = 'ingest.time.amer.p-1';
 
-interface Setup extends AsyncDisposable { nats: TestNatsServer; nc: NatsConnection }
-
-async function setup(): Promise<Setup> {
-  const nats = await startNatsServer();
-  const nc = await connect({ servers: nats.url });
-  await ensureTopology(await jetstreamManager(nc), [], topology);
-  return {
-    nats, nc,
-    async [Symbol.asyncDispose]() {
-      if (!nc.isClosed()) await nc.close();
-      await nats[Symbol.asyncDispose]();
-    },
-  };
+function setup(): Promise<ConnectedNats> {
+  return connectedNatsServer(async (nc) => ensureTopology(await jetstreamManager(nc), [], topology));
 }
 
 /** An instance that took `take` messages of a durable and was killed before acking any. */
-async function consumeAndDie(s: Setup, stream: string, durable: string, filter: string, take: number): Promise<void> {
+async function consumeAndDie(s: ConnectedNats, stream: string, durable: string, filter: string, take: number): Promise<void> {
   await ensureConsumer(await jetstreamManager(s.nc), stream, durable, filter, topology);
-  const dead = await connect({ servers: s.nats.url });
-  const batch = await (await jetstream(dead).consumers.get(stream, durable)).fetch({ max_messages: take, expires: 2_000 });
-  let held = 0;
-  for await (const _ of batch) held++;
-  expect(held).toBe(take);
-  await dead.close();
+  expect(await takeAndDie(s.nats.url, stream, durable, take)).toBe(take);
 }
 
 /** One instance owning the single partition and the router; collects what it hands to the pipeline, acking each. */
-async function receiveInOneInstance(s: Setup, count: number, meanwhile?: (log: string[]) => Promise<void>): Promise<string[]> {
+async function receiveInOneInstance(s: ConnectedNats, count: number, meanwhile?: (log: string[]) => Promise<void>): Promise<string[]> {
   const leases = await LeaseStore.open(s.nc, { ttlMs: 3_000 });
   const log: string[] = [];
   const intake = new PartitionedIntake(jetstream(s.nc), await jetstreamManager(s.nc), leases, { instanceId: 'next', partitions: 1, topology, log: (line) => log.push(line) });

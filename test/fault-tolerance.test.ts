@@ -2,12 +2,12 @@
 // broker killed mid-stream, the ERP throttling and failing. After each, every
 // entry is charged exactly once and the totals equal the expected ones.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { describe, expect, it } from 'vitest';
 import { STREAMS, ensureConsumer, ingestConsumerName } from '../connectors/nats/topology.ts';
 import { lineAmount, parseHours, parseMoney, formatMoney } from '../pipeline/model/money.ts';
 import { startHarness, type Harness } from './support/billstream.ts';
+import { takeAndDie } from './support/nats-server.ts';
 import { entry, publishProjects } from './support/fixtures.ts';
 import { startNodeFlags } from '../ops/commands/start.ts';
 
@@ -123,11 +123,7 @@ describe('fault tolerance', () => {
     const held = Array.from({ length: 5 }, (_, i) => entry({ entryId: `held-${i}`, projectId: `p-${i % PROJECTS}`, hours: 2 }));
     await publishAll(h, held);
     // The killed process: it took the first revisions and never acked them.
-    const killed = await connect({ servers: h.config.NATS_URL });
-    let taken = 0;
-    for await (const _ of await (await jetstream(killed).consumers.get(STREAMS.ingest, ingestConsumerName('time'))).fetch({ max_messages: held.length, expires: 2_000 })) taken++;
-    expect(taken).toBe(held.length);
-    await killed.close();
+    expect(await takeAndDie(h.config.NATS_URL, STREAMS.ingest, ingestConsumerName('time'), held.length)).toBe(held.length);
     await publishAll(h, held.map((r) => ({ ...r, revision: 2, hours: 3 })));
 
     await h.startRuntime();

@@ -1,22 +1,10 @@
 import { AckPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
-import { startNatsServer, type TestNatsServer } from '../../test/support/nats-server.ts';
+import { connectedNatsServer, type ConnectedNats } from '../../test/support/nats-server.ts';
 import { jetStreamSource } from './jetstream-source.ts';
 
-interface Setup extends AsyncDisposable { nats: TestNatsServer; nc: NatsConnection }
-
-async function setup(): Promise<Setup> {
-  const nats = await startNatsServer();
-  const nc = await connect({ servers: nats.url });
-  await (await jetstreamManager(nc)).streams.add({ name: 'SOURCE_SPEC', subjects: ['spec.>'] });
-  return {
-    nats, nc,
-    async [Symbol.asyncDispose]() {
-      if (!nc.isClosed()) await nc.close();
-      await nats[Symbol.asyncDispose]();
-    },
-  };
+function setup(): Promise<ConnectedNats> {
+  return connectedNatsServer(async (nc) => (await jetstreamManager(nc)).streams.add({ name: 'SOURCE_SPEC', subjects: ['spec.>'] }));
 }
 
 async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {

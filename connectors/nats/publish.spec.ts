@@ -1,23 +1,10 @@
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
-import { startNatsServer, type TestNatsServer } from '../../test/support/nats-server.ts';
+import { connectedNatsServer, type ConnectedNats } from '../../test/support/nats-server.ts';
 import { JetStreamPublishError, headerBlock, publishAll } from './publish.ts';
 
-interface Setup extends AsyncDisposable { nats: TestNatsServer; nc: NatsConnection }
-
-async function setup(): Promise<Setup> {
-  const nats = await startNatsServer();
-  const nc = await connect({ servers: nats.url });
-  const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: 'PUBLISH_SPEC', subjects: ['spec.>'], duplicate_window: 60_000_000_000 });
-  return {
-    nats, nc,
-    async [Symbol.asyncDispose]() {
-      await nc.close();
-      await nats[Symbol.asyncDispose]();
-    },
-  };
+function setup(): Promise<ConnectedNats> {
+  return connectedNatsServer(async (nc) => (await jetstreamManager(nc)).streams.add({ name: 'PUBLISH_SPEC', subjects: ['spec.>'], duplicate_window: 60_000_000_000 }));
 }
 
 describe('publishAll', () => {

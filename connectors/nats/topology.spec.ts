@@ -1,36 +1,14 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
-import { startNatsServer, type TestNatsServer } from '../../test/support/nats-server.ts';
+import { connectedNatsServer, takeAndDie, type ConnectedNats } from '../../test/support/nats-server.ts';
 import { ensureConsumer, ensureConsumerFromAckFloor } from './topology.ts';
 
-interface Setup extends AsyncDisposable { nats: TestNatsServer; nc: NatsConnection }
-
-async function setup(): Promise<Setup> {
-  const nats = await startNatsServer();
-  const nc = await connect({ servers: nats.url });
-  await (await jetstreamManager(nc)).streams.add({ name: 'TOPOLOGY_SPEC', subjects: ['spec.>'] });
-  return {
-    nats, nc,
-    async [Symbol.asyncDispose]() {
-      if (!nc.isClosed()) await nc.close();
-      await nats[Symbol.asyncDispose]();
-    },
-  };
-}
-
-/** An earlier consumer of the durable that took `take` messages, acked those in `ack`, and died holding the rest. */
-async function consumeAndDie(s: Setup, take: number, ack: ReadonlySet<string>): Promise<void> {
-  const holder = await connect({ servers: s.nats.url });
-  const consumer = await jetstream(holder).consumers.get('TOPOLOGY_SPEC', 'holder');
-  const batch = await consumer.fetch({ max_messages: take, expires: 2_000 });
-  for await (const msg of batch) if (ack.has(msg.string())) msg.ack();
-  await holder.flush();
-  await holder.close();
+function setup(): Promise<ConnectedNats> {
+  return connectedNatsServer(async (nc) => (await jetstreamManager(nc)).streams.add({ name: 'TOPOLOGY_SPEC', subjects: ['spec.>'] }));
 }
 
 /** What the durable delivers next, up to `count` messages, acking each. */
-async function nextDelivered(s: Setup, count: number): Promise<string[]> {
+async function nextDelivered(s: ConnectedNats, count: number): Promise<string[]> {
   const consumer = await jetstream(s.nc).consumers.get('TOPOLOGY_SPEC', 'holder');
   const batch = await consumer.fetch({ max_messages: count, expires: 1_000 });
   const seen: string[] = [];
@@ -48,7 +26,7 @@ describe('ensureConsumerFromAckFloor', () => {
     await ensureConsumer(jsm, 'TOPOLOGY_SPEC', 'holder', 'spec.>', options);
     const js = jetstream(s.nc);
     for (const n of ['1', '2', '3', '4', '5', '6']) await js.publish('spec.x', n);
-    await consumeAndDie(s, 4, new Set(['1', '3']));
+    expect(await takeAndDie(s.nats.url, 'TOPOLOGY_SPEC', 'holder', 4, new Set(['1', '3']))).toBe(4);
 
     const { rewoundTo } = await ensureConsumerFromAckFloor(jsm, 'TOPOLOGY_SPEC', 'holder', 'spec.>', options);
     expect(rewoundTo).toBe(2);
@@ -65,7 +43,7 @@ describe('ensureConsumerFromAckFloor', () => {
     await ensureConsumer(jsm, 'TOPOLOGY_SPEC', 'holder', 'spec.>', options);
     const js = jetstream(s.nc);
     for (const n of ['1', '2', '3']) await js.publish('spec.x', n);
-    await consumeAndDie(s, 2, new Set(['1', '2']));
+    expect(await takeAndDie(s.nats.url, 'TOPOLOGY_SPEC', 'holder', 2, new Set(['1', '2']))).toBe(2);
 
     expect(await ensureConsumerFromAckFloor(jsm, 'TOPOLOGY_SPEC', 'holder', 'spec.>', options)).toEqual({ rewoundTo: null });
     expect(await nextDelivered(s, 10)).toEqual(['3']);

@@ -6,6 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jetstream } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 
 export interface TestNatsServer extends AsyncDisposable {
   url: string;
@@ -84,23 +86,60 @@ export async function startNatsServer(): Promise<TestNatsServer> {
   };
 }
 
+export interface ConnectedNats extends AsyncDisposable {
+  nats: TestNatsServer;
+  nc: NatsConnection;
+}
+
+/** A private nats-server and a connection to it, prepared by `prepare` (a stream added, say); both gone on dispose. */
+export async function connectedNatsServer(prepare?: (nc: NatsConnection) => Promise<unknown>): Promise<ConnectedNats> {
+  const nats = await startNatsServer();
+  const nc = await connect({ servers: nats.url });
+  await prepare?.(nc);
+  return {
+    nats, nc,
+    async [Symbol.asyncDispose]() {
+      if (!nc.isClosed()) await nc.close();
+      await nats[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/**
+ * A consumer of a durable that fetched `take` messages, acked those whose text
+ * is in `ack`, and died holding the rest (its connection closed, nothing else
+ * settled), as an instance killed mid-stream leaves them. Returns how many it took.
+ */
+export async function takeAndDie(url: string, stream: string, durable: string, take: number, ack: ReadonlySet<string> = new Set()): Promise<number> {
+  const dead = await connect({ servers: url });
+  try {
+    const batch = await (await jetstream(dead).consumers.get(stream, durable)).fetch({ max_messages: take, expires: 2_000 });
+    let taken = 0;
+    for await (const msg of batch) {
+      taken++;
+      if (ack.has(msg.string())) msg.ack();
+    }
+    await dead.flush();
+    return taken;
+  } finally {
+    await dead.close();
+  }
+}
+
 export interface PrivateNats extends AsyncDisposable {
-  nc: import('@nats-io/transport-node').NatsConnection;
+  nc: NatsConnection;
   /** A temporary directory for the test's files, removed with the server. */
   dir: string;
 }
 
 /** A private nats-server, a connection to it and a scratch directory, all gone on dispose. */
 export async function connectToPrivateNats(dirPrefix: string): Promise<PrivateNats> {
-  const { connect } = await import('@nats-io/transport-node');
-  const nats = await startNatsServer();
-  const nc = await connect({ servers: nats.url });
+  const connected = await connectedNatsServer();
   const dir = await mkdtemp(join(tmpdir(), dirPrefix));
   return {
-    nc, dir,
+    nc: connected.nc, dir,
     async [Symbol.asyncDispose]() {
-      await nc.close();
-      await nats[Symbol.asyncDispose]();
+      await connected[Symbol.asyncDispose]();
       await rm(dir, { recursive: true, force: true });
     },
   };
