@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { exceptionRow, recordExceptions } from './exception-records.ts';
 import { postedAnnouncement, type PostedFacts } from './announcements.ts';
-import { queueNatsMessages, type QueuedNatsBatch } from './nats-outbox.ts';
+import { natsOutboxBatch, natsOutboxInsert, type QueuedNatsBatch } from './nats-outbox.ts';
 import { EntryTracing } from './entry-tracing.ts';
 import { nativeQuery } from './state/native-sql.ts';
 import { Admission } from './admission.ts';
@@ -299,19 +299,22 @@ export class ErpPoster {
       posted.push({ id: row.id, externalId: row.external_id, documentId: result.documentId, projectId: row.project_id, region: row.region, traceParent: row.trace_parent, transaction: row.transaction });
     }
     const announcements = await this.#orm.em.fork().transactional(async (em) => {
-      // An update of no indexed column on a half-filled page: it stays on the page and touches no index (the erp_pending_queue migration).
-      await nativeQuery(em,
-        `with settled as (delete from erp_pending where id = any($2::bigint[]))
-         update erp_outbox o set status = 'posted', document_id = x.document_id, posted_at = now(), last_error = null
-         from jsonb_to_recordset($1::jsonb) as x(external_id text, document_id text) where o.external_id = x.external_id`,
-        [JSON.stringify(posted.map((p) => ({ external_id: p.externalId, document_id: p.documentId }))), ids]);
-      const queued = await queueNatsMessages(em as EntityManager, posted.map(postedAnnouncement));
-      // A rejected document replayed from the exception workbench has now landed.
-      await nativeQuery(em,
-        `update billing_exception set status = 'resolved', resolved_at = now(), resolved_by = 'pipeline'
-         where code = 'erp_rejected' and status = 'replayed' and record->>'externalId' in (select jsonb_array_elements_text($1::jsonb))`,
-        [JSON.stringify(posted.map((p) => p.externalId))]);
-      return queued;
+      // One statement: the lines leave the queue and are marked posted (an update
+      // of no indexed column on a half-filled page: it stays on the page and
+      // touches no index, the erp_pending_queue migration), a rejected document
+      // replayed from the exception workbench that has now landed is resolved,
+      // and the posted announcements are queued.
+      const outbox = natsOutboxBatch(posted.map(postedAnnouncement));
+      const [queued] = await nativeQuery<{ id: string }>(em,
+        `with settled as (delete from erp_pending where id = any($2::bigint[])),
+         landed as (update billing_exception set status = 'resolved', resolved_at = now(), resolved_by = 'pipeline'
+           where code = 'erp_rejected' and status = 'replayed' and record->>'externalId' = any($3::text[])),
+         lines as (update erp_outbox o set status = 'posted', document_id = x.document_id, posted_at = now(), last_error = null
+           from jsonb_to_recordset($1::jsonb) as x(external_id text, document_id text) where o.external_id = x.external_id)
+         ${natsOutboxInsert('$4', '$5')}`,
+        [JSON.stringify(posted.map((p) => ({ external_id: p.externalId, document_id: p.documentId }))), ids, posted.map((p) => p.externalId),
+          outbox?.text ?? '', outbox?.count ?? 0]);
+      return queued && outbox ? { id: queued.id, messages: outbox.messages } : null;
     });
     for (const id of ids) settledIds.add(id);
     this.#options.onPosted?.(posted, announcements);

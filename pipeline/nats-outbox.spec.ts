@@ -1,36 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { assignment, consultant, entry, project, ratecards } from '../test/support/fixtures.ts';
+import { TRACE_PARENT, referenceView, timeItem } from '../test/support/actor-items.ts';
 import { createTestLedger } from '../test/support/database.ts';
-import { evaluateEntry } from './model/billing-rules.ts';
-import { decodeRecord } from './model/records.ts';
 import { ErpPoster } from './erp-poster.ts';
 import { readOutboxBatch, type OutboxMessage, type QueuedNatsBatch } from './nats-outbox.ts';
-import { ProjectActors, type TimeItem } from './project-actor.ts';
-import { applyToView, type ReferenceItem } from './reference-store.ts';
-import { ReferenceView } from './reference-view.ts';
-
-const TRACE_PARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
-
-function referenceView(): ReferenceView {
-  const view = new ReferenceView();
-  applyToView(view, [
-    { kind: 'project', record: project }, { kind: 'consultant', record: consultant }, { kind: 'assignment', record: assignment },
-    ...ratecards.map((record) => ({ kind: 'ratecard', record })),
-  ] as ReferenceItem[]);
-  return view;
-}
-
-function timeItem(view: ReferenceView, overrides: Record<string, unknown>, traced: boolean): TimeItem {
-  const decoded = decodeRecord('time', JSON.stringify(entry(overrides)));
-  if (!decoded.ok) throw new Error('fixture entry does not decode');
-  const record = decoded.record;
-  const snapshot = view.snapshotFor(record.projectId, record.consultantId);
-  return {
-    type: 'time', entry: record, outcome: evaluateEntry(record, snapshot), snapshot: { project: snapshot.project, consultant: snapshot.consultant },
-    region: 'amer', receivedAt: new Date(), traceParent: traced ? TRACE_PARENT : null, traceId: traced ? TRACE_PARENT.split('-')[1] : null,
-  };
-}
+import { ProjectActors } from './project-actor.ts';
 
 /** A message as a consumer reads it: the payload parsed (key order is not part of JSON's meaning). */
 function asPublished(message: OutboxMessage): Record<string, unknown> {

@@ -30,13 +30,11 @@ export interface OutboxMessage { subject: string; msgId: string; payload: unknow
 /** An outbox row as written: its id and its messages, each payload already serialised. */
 export interface QueuedNatsBatch { id: string; messages: OutboxMessage[] }
 
-/**
- * Queues messages for the NATS relay inside the caller's transaction, as one
- * outbox row. The returned batch carries each payload as the text the row was
- * built from, so a caller can hand it to the relay after its commit
- * (NatsRelay.publishCommitted) instead of the relay reading it back.
- */
-export async function queueNatsMessages(em: EntityManager, rows: readonly NatsOutboxRow[]): Promise<QueuedNatsBatch | null> {
+/** A batch's outbox row before it is written: its text, its message count, and its messages with each payload serialised. */
+export interface NatsOutboxBatch { text: string; count: number; messages: OutboxMessage[] }
+
+/** The outbox row of `rows` as `queueNatsMessages` writes it; null for none. */
+export function natsOutboxBatch(rows: readonly NatsOutboxRow[]): NatsOutboxBatch | null {
   if (rows.length === 0) return null;
   const messages: OutboxMessage[] = [];
   const parts: string[] = [];
@@ -45,9 +43,30 @@ export async function queueNatsMessages(em: EntityManager, rows: readonly NatsOu
     messages.push({ subject: row.subject, msgId: row.msg_id, payload, headers: row.headers });
     parts.push(row.ref ? JSON.stringify(row.ref) : `${JSON.stringify({ subject: row.subject, msg_id: row.msg_id, headers: row.headers }).slice(0, -1)},"payload":${payload}}`);
   }
+  return { text: `[${parts.join(',')}]`, count: rows.length, messages };
+}
+
+/**
+ * The insert of an outbox row, for a statement that writes other rows too (a
+ * CTE named by the caller): `$text` and `$count` are the placeholders of
+ * NatsOutboxBatch's text and count. A count of 0 writes nothing.
+ */
+export function natsOutboxInsert(text: string, count: string): string {
+  return `insert into nats_outbox_batch (messages, message_count) select ${text}::text, ${count}::int where ${count}::int > 0 returning id`;
+}
+
+/**
+ * Queues messages for the NATS relay inside the caller's transaction, as one
+ * outbox row. The returned batch carries each payload as the text the row was
+ * built from, so a caller can hand it to the relay after its commit
+ * (NatsRelay.publishCommitted) instead of the relay reading it back.
+ */
+export async function queueNatsMessages(em: EntityManager, rows: readonly NatsOutboxRow[]): Promise<QueuedNatsBatch | null> {
+  const batch = natsOutboxBatch(rows);
+  if (!batch) return null;
   const [inserted] = await nativeQuery<{ id: string }>(em,
-    `insert into nats_outbox_batch (messages, message_count) values ($1, $2) returning id`, [`[${parts.join(',')}]`, rows.length]);
-  return { id: (inserted as { id: string }).id, messages };
+    `insert into nats_outbox_batch (messages, message_count) values ($1, $2) returning id`, [batch.text, batch.count]);
+  return { id: (inserted as { id: string }).id, messages: batch.messages };
 }
 
 /**

@@ -18,7 +18,7 @@ import { formatHours, formatMoney, parseHours, parseMoney } from './model/money.
 import type { ExceptionCode, MilestoneRecord, ProjectRecord, TimeRecord } from './model/types.ts';
 import { addToCounters, exceptionRow, recordExceptions, type ExceptionRow } from './exception-records.ts';
 import { enrichedAnnouncement } from './announcements.ts';
-import { queueNatsMessages, type NatsOutboxRow, type QueuedNatsBatch } from './nats-outbox.ts';
+import { natsOutboxBatch, natsOutboxInsert, type NatsOutboxRow, type QueuedNatsBatch } from './nats-outbox.ts';
 import type { ReferenceSnapshot } from './reference-view.ts';
 import { PositionalRows, nativeQuery } from './state/native-sql.ts';
 import { EntryTracing, type EntryTiming, type TurnTrace } from './entry-tracing.ts';
@@ -167,6 +167,12 @@ export class ProjectActors {
   readonly #options: ProjectActorOptions;
   /** Projects with a turn in the last minute: the "active actors" gauge. */
   readonly #lastTurnAt = new Map<string, number>();
+  /**
+   * Projects whose project_billing row a committed turn has seen (rows are never
+   * deleted): their next turns lock the row without first inserting it, a
+   * statement a turn less. Forgotten whole past PROJECT_ROWS_REMEMBERED.
+   */
+  readonly #projectsWithRow = new Set<string>();
 
   constructor(orm: MikroORM, options: ProjectActorOptions) {
     this.#orm = orm;
@@ -205,6 +211,8 @@ export class ProjectActors {
       throw err;
     }
     for (const trace of traces.values()) trace.end();
+    if (this.#projectsWithRow.size + byProject.size > PROJECT_ROWS_REMEMBERED) this.#projectsWithRow.clear();
+    for (const projectId of byProject.keys()) this.#projectsWithRow.add(projectId);
     for (const item of items) {
       if (result.deferred.has(item)) item.settle?.nak(5_000);
       else item.settle?.ack();
@@ -217,7 +225,8 @@ export class ProjectActors {
     const deferred = new Set<ActorItem>();
     const projectIds = [...byProject.keys()].sort();
 
-    await nativeQuery(em, `insert into project_billing (project_id) select unnest($1::text[]) on conflict do nothing`, [projectIds]);
+    const withoutRow = projectIds.filter((projectId) => !this.#projectsWithRow.has(projectId));
+    if (withoutRow.length > 0) await nativeQuery(em, `insert into project_billing (project_id) select unnest($1::text[]) on conflict do nothing`, [withoutRow]);
     const totals = new Map<string, { charged_minor: string; reversed_minor: string; held_minor: string }>();
     for (const row of await nativeQuery<{ project_id: string; charged_minor: string; reversed_minor: string; held_minor: string }>(em,
       `select project_id, charged_minor, reversed_minor, held_minor from project_billing
@@ -451,35 +460,35 @@ export class ProjectActors {
     return { projectId, counts, outboxRows: writes.erpOutbox.length - firstOutboxRow, decisions };
   }
 
-  /** One statement per table for the whole batch; returns the ERP outbox rows it wrote. */
+  /**
+   * What nearly every turn writes (its new revisions, ERP lines, announcements
+   * and project totals) in one statement, the rarer writes one statement each;
+   * returns the ERP outbox rows it wrote.
+   */
   async #write(em: EntityManager, writes: TurnWrites): Promise<{ erpRows: ClaimedRow[]; enriched: QueuedNatsBatch | null }> {
-    await writeRevisions(em, writes.revisions, writes.storedRevisions);
+    const { fresh, known } = splitRevisions(writes.revisions, writes.storedRevisions);
+    const nats = natsOutboxBatch(writes.nats);
+    // The ERP lines are queued with the lease already running: they go to this
+    // instance's poster in memory and no other poster claims them meanwhile.
+    const written = await nativeQuery<{ id: string; external_id: string | null }>(em, TURN_WRITES,
+      [REVISION_ROWS.json(fresh), ERP_OUTBOX_ROWS.json(writes.erpOutbox), this.#options.erpLeaseMs ?? 30_000, nats?.text ?? '', nats?.count ?? 0,
+        JSON.stringify(writes.projectTotals)]);
+    let enriched: QueuedNatsBatch | null = null;
+    const erpRows: ClaimedRow[] = [];
+    const lines = new Map(writes.erpOutbox.map((row) => [row.external_id as string, row]));
+    for (const { id, external_id: externalId } of written) {
+      if (externalId === null) { enriched = nats && { id, messages: nats.messages }; continue; }
+      const row = lines.get(externalId);
+      if (!row) continue;
+      erpRows.push({
+        id, external_id: externalId, project_id: row.project_id as string, region: row.region as string,
+        transaction: row.transaction as Record<string, unknown>, trace_parent: (row.trace_parent as string | null) ?? null, attempts: 1,
+      });
+    }
+    if (known.length > 0) await nativeQuery(em, UPSERT_REVISIONS, [REVISION_ROWS.json(known)]);
     if (writes.reversedRevisions.length > 0) {
       await nativeQuery(em, `update entry_revision e set stage = 'reversed' from jsonb_to_recordset($1::jsonb) as x(entry_id text, revision int)
         where e.entry_id = x.entry_id and e.revision = x.revision`, [JSON.stringify(writes.reversedRevisions)]);
-    }
-    const erpRows: ClaimedRow[] = [];
-    if (writes.erpOutbox.length > 0) {
-      // Queued with the lease already running: the rows go to this instance's
-      // poster in memory and no other poster claims them meanwhile.
-      const inserted = await nativeQuery<{ id: string; external_id: string }>(em,
-        `with inserted as (
-           insert into erp_outbox (${ERP_OUTBOX_ROWS.columns}, attempts)
-           select ${ERP_OUTBOX_ROWS.select}, 1 from jsonb_array_elements($1::jsonb) as x
-           on conflict (external_id) do nothing
-           returning id, external_id),
-         queued as (insert into erp_pending (id, next_attempt_at) select id, now() + ($2::int * interval '1 millisecond') from inserted)
-         select id, external_id from inserted`,
-        [ERP_OUTBOX_ROWS.json(writes.erpOutbox), this.#options.erpLeaseMs ?? 30_000]);
-      const written = new Map(writes.erpOutbox.map((row) => [row.external_id as string, row]));
-      for (const { id, external_id: externalId } of inserted) {
-        const row = written.get(externalId);
-        if (!row) continue;
-        erpRows.push({
-          id, external_id: externalId, project_id: row.project_id as string, region: row.region as string,
-          transaction: row.transaction as Record<string, unknown>, trace_parent: (row.trace_parent as string | null) ?? null, attempts: 1,
-        });
-      }
     }
     if (writes.resolvedExceptionEntries.length > 0) {
       await nativeQuery(em, `update billing_exception b set status = 'resolved', resolved_at = now(), resolved_by = 'pipeline'
@@ -487,11 +496,6 @@ export class ProjectActors {
         where b.entry_id = x.entry_id and b.revision = x.revision and b.status in ('open', 'replayed')`, [JSON.stringify(writes.resolvedExceptionEntries)]);
     }
     await recordExceptions(em, writes.exceptions, (row) => writes.exceptionHeaders.get(row.id) ?? null);
-    const enriched = await queueNatsMessages(em, writes.nats);
-    await nativeQuery(em,
-      `update project_billing p set charged_minor = x.charged_minor, reversed_minor = x.reversed_minor, held_minor = x.held_minor, turns = p.turns + 1, updated_at = now()
-       from jsonb_to_recordset($1::jsonb) as x(project_id text, charged_minor bigint, reversed_minor bigint, held_minor bigint) where p.project_id = x.project_id`,
-      [JSON.stringify(writes.projectTotals)]);
     await addToCounters(em, { duplicates: writes.duplicates, stale: writes.stale });
     return { erpRows, enriched };
   }
@@ -533,6 +537,9 @@ export class ProjectActors {
     return { kind: 'charge', amountMinor, outbox: outboxRow(transaction, project.projectId, project.region, item.traceParent ?? null) };
   }
 }
+
+/** How many projects a ProjectActors remembers having a project_billing row (a firm's projects fit: ~100 bytes each). */
+const PROJECT_ROWS_REMEMBERED = 100_000;
 
 /**
  * Every stored revision of the given entries, one primary-key probe per entry.
@@ -592,34 +599,48 @@ const REVISION_ROWS = new PositionalRows([
 ]);
 
 /**
- * A turn's revision rows: the ones it read no row of are inserted plainly, the
- * others (a waiting revision decided, a replayed one) upserted. `on conflict`
- * probes the primary key for every row before the insert's own probe; a row
- * the turn read nothing of under its projects' locks cannot have been written
- * since by anyone, and if it were, the insert fails the turn (retried project by
- * project, which then reads it) instead of passing over it.
+ * A turn's revision rows: the ones it read no row of (`fresh`) are inserted
+ * plainly, the others (`known`: a waiting revision decided, a replayed one)
+ * upserted. `on conflict` probes the primary key for every row before the
+ * insert's own probe; a row the turn read nothing of under its projects' locks
+ * cannot have been written since by anyone, and if it were, the insert fails the
+ * turn (retried project by project, which then reads it) instead of passing over it.
  */
-async function writeRevisions(em: EntityManager, rows: readonly Record<string, unknown>[], stored: ReadonlySet<string>): Promise<void> {
-  if (rows.length === 0) return;
+function splitRevisions(rows: readonly Record<string, unknown>[], stored: ReadonlySet<string>): { fresh: Record<string, unknown>[]; known: Record<string, unknown>[] } {
   const fresh: Record<string, unknown>[] = [];
   const known: Record<string, unknown>[] = [];
   for (const [key, row] of new Map(rows.map((r) => [`${String(r.entry_id)}:${String(r.revision)}`, r]))) (stored.has(key) ? known : fresh).push(row);
-  if (fresh.length > 0) {
-    await nativeQuery(em, `insert into entry_revision (${REVISION_ROWS.columns}) select ${REVISION_ROWS.select} from jsonb_array_elements($1::jsonb) as x`,
-      [REVISION_ROWS.json(fresh)]);
-  }
-  if (known.length === 0) return;
-  await nativeQuery(em,
-    `insert into entry_revision as t (${REVISION_ROWS.columns})
-     select ${REVISION_ROWS.select} from jsonb_array_elements($1::jsonb) as x
-     on conflict (entry_id, revision) do update set stage = excluded.stage, waiting_for = excluded.waiting_for, billable = excluded.billable,
-       role = excluded.role, rate_minor = excluded.rate_minor, amount_minor = excluded.amount_minor, currency = excluded.currency,
-       exception_code = excluded.exception_code, region = excluded.region, enriched_at = excluded.enriched_at, decided_at = excluded.decided_at,
-       trace_id = coalesce(t.trace_id, excluded.trace_id), trace_parent = coalesce(t.trace_parent, excluded.trace_parent)`,
-    [REVISION_ROWS.json(known)]);
+  return { fresh, known };
 }
+
+const UPSERT_REVISIONS = `insert into entry_revision as t (${REVISION_ROWS.columns})
+  select ${REVISION_ROWS.select} from jsonb_array_elements($1::jsonb) as x
+  on conflict (entry_id, revision) do update set stage = excluded.stage, waiting_for = excluded.waiting_for, billable = excluded.billable,
+    role = excluded.role, rate_minor = excluded.rate_minor, amount_minor = excluded.amount_minor, currency = excluded.currency,
+    exception_code = excluded.exception_code, region = excluded.region, enriched_at = excluded.enriched_at, decided_at = excluded.decided_at,
+    trace_id = coalesce(t.trace_id, excluded.trace_id), trace_parent = coalesce(t.trace_parent, excluded.trace_parent)`;
 
 const ERP_OUTBOX_ROWS = new PositionalRows([
   ['external_id', 'text'], ['kind', 'text'], ['project_id', 'text'], ['region', 'text'], ['entry_id', 'text'], ['milestone_id', 'text'], ['revision', 'int'],
   ['work_date', 'date'], ['hours_hundredths', 'bigint'], ['amount_minor', 'bigint'], ['currency', 'text'], ['transaction', 'jsonb'], ['trace_parent', 'text'],
 ]);
+
+/**
+ * A turn's usual writes as one statement (each `with` part runs once, whatever
+ * the select reads): $1 the new revisions, $2 the ERP lines (each also queued in
+ * erp_pending, its lease $3 ms), $4/$5 the announcements' outbox row, $6 the
+ * projects' totals. One row per ERP line written (a line already there is not),
+ * then the outbox row's id with a null external_id.
+ */
+const TURN_WRITES = `with revisions as (
+    insert into entry_revision (${REVISION_ROWS.columns}) select ${REVISION_ROWS.select} from jsonb_array_elements($1::jsonb) as x),
+  lines as (
+    insert into erp_outbox (${ERP_OUTBOX_ROWS.columns}, attempts) select ${ERP_OUTBOX_ROWS.select}, 1 from jsonb_array_elements($2::jsonb) as x
+    on conflict (external_id) do nothing returning id, external_id),
+  queued as (insert into erp_pending (id, next_attempt_at) select id, now() + ($3::int * interval '1 millisecond') from lines),
+  announced as (${natsOutboxInsert('$4', '$5')}),
+  totals as (
+    update project_billing p set charged_minor = x.charged_minor, reversed_minor = x.reversed_minor, held_minor = x.held_minor, turns = p.turns + 1, updated_at = now()
+    from jsonb_to_recordset($6::jsonb) as x(project_id text, charged_minor bigint, reversed_minor bigint, held_minor bigint) where p.project_id = x.project_id)
+  select id, external_id from lines
+  union all select id, null from announced`;
