@@ -298,24 +298,23 @@ export class ErpPoster {
       ids.push(row.id);
       posted.push({ id: row.id, externalId: row.external_id, documentId: result.documentId, projectId: row.project_id, region: row.region, traceParent: row.trace_parent, transaction: row.transaction });
     }
-    const announcements = await this.#orm.em.fork().transactional(async (em) => {
-      // One statement: the lines leave the queue and are marked posted (an update
-      // of no indexed column on a half-filled page: it stays on the page and
-      // touches no index, the erp_pending_queue migration), a rejected document
-      // replayed from the exception workbench that has now landed is resolved,
-      // and the posted announcements are queued.
-      const outbox = natsOutboxBatch(posted.map(postedAnnouncement));
-      const [queued] = await nativeQuery<{ id: string }>(em,
-        `with settled as (delete from erp_pending where id = any($2::bigint[])),
-         landed as (update billing_exception set status = 'resolved', resolved_at = now(), resolved_by = 'pipeline'
-           where code = 'erp_rejected' and status = 'replayed' and record->>'externalId' = any($3::text[])),
-         lines as (update erp_outbox o set status = 'posted', document_id = x.document_id, posted_at = now(), last_error = null
-           from jsonb_to_recordset($1::jsonb) as x(external_id text, document_id text) where o.external_id = x.external_id)
-         ${natsOutboxInsert('$4', '$5')}`,
-        [JSON.stringify(posted.map((p) => ({ external_id: p.externalId, document_id: p.documentId }))), ids, posted.map((p) => p.externalId),
-          outbox?.text ?? '', outbox?.count ?? 0]);
-      return queued && outbox ? { id: queued.id, messages: outbox.messages } : null;
-    });
+    // One statement, so its own transaction (no begin and commit around it): the
+    // lines leave the queue and are marked posted (an update of no indexed
+    // column on a half-filled page: it stays on the page and touches no index,
+    // the erp_pending_queue migration), a rejected document replayed from the
+    // exception workbench that has now landed is resolved, and the posted
+    // announcements are queued.
+    const outbox = natsOutboxBatch(posted.map(postedAnnouncement));
+    const [queued] = await nativeQuery<{ id: string }>(this.#orm.em.fork() as EntityManager,
+      `with settled as (delete from erp_pending where id = any($2::bigint[])),
+       landed as (update billing_exception set status = 'resolved', resolved_at = now(), resolved_by = 'pipeline'
+         where code = 'erp_rejected' and status = 'replayed' and record->>'externalId' = any($3::text[])),
+       lines as (update erp_outbox o set status = 'posted', document_id = x.document_id, posted_at = now(), last_error = null
+         from jsonb_to_recordset($1::jsonb) as x(external_id text, document_id text) where o.external_id = x.external_id)
+       ${natsOutboxInsert('$4', '$5')}`,
+      [JSON.stringify(posted.map((p) => ({ external_id: p.externalId, document_id: p.documentId }))), ids, posted.map((p) => p.externalId),
+        outbox?.text ?? '', outbox?.count ?? 0]);
+    const announcements = queued && outbox ? { id: queued.id, messages: outbox.messages } : null;
     for (const id of ids) settledIds.add(id);
     this.#options.onPosted?.(posted, announcements);
     return posted.length;
