@@ -64,8 +64,7 @@ export function natsOutboxInsert(text: string, count: string): string {
 export async function queueNatsMessages(em: EntityManager, rows: readonly NatsOutboxRow[]): Promise<QueuedNatsBatch | null> {
   const batch = natsOutboxBatch(rows);
   if (!batch) return null;
-  const [inserted] = await nativeQuery<{ id: string }>(em,
-    `insert into nats_outbox_batch (messages, message_count) values ($1, $2) returning id`, [batch.text, batch.count]);
+  const [inserted] = await nativeQuery<{ id: string }>(em, natsOutboxInsert('$1', '$2'), [batch.text, batch.count]);
   return { id: (inserted as { id: string }).id, messages: batch.messages };
 }
 
