@@ -35,7 +35,8 @@ export interface ClusterOptions {
 }
 
 const INGESTED_AT = 'Billstream-Ingested-At';
-const ROUTED_KINDS = ['time', 'milestone'] as const;
+/** The kinds whose messages keep a project's order: routed to partitions in cluster mode, resumed from the ack floor by a single instance. */
+export const ROUTED_KINDS = ['time', 'milestone'] as const;
 
 interface OwnedPartition {
   revision: number;

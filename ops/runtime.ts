@@ -29,7 +29,7 @@ import { REFERENCE_KINDS, loadReferenceView } from '../pipeline/reference-store.
 import { openLedger } from '../pipeline/state/orm.ts';
 import { RECORD_KINDS } from '../pipeline/model/types.ts';
 import type { BillstreamConfig } from './config.ts';
-import { PartitionedIntake } from './cluster.ts';
+import { PartitionedIntake, ROUTED_KINDS } from './cluster.ts';
 import { hasWebhookSecrets, startConnectorHost } from './connector-host.ts';
 import { buildOpsServer } from './http/ops-server.ts';
 import { BillstreamMetrics, jetStreamConsumerStats } from './metrics.ts';
@@ -152,7 +152,7 @@ export async function startRuntime(config: BillstreamConfig, options: RuntimeOpt
   } else {
     // What a killed predecessor held unacked comes again before anything newer,
     // not after the ack wait: a project's revision 2 must not overtake its revision 1.
-    for (const kind of ['time', 'milestone']) {
+    for (const kind of ROUTED_KINDS) {
       const durable = ingestConsumerName(kind);
       const { rewoundTo } = await ensureConsumerFromAckFloor(jsm, STREAMS.ingest, durable, `ingest.${kind}.>`, topology);
       if (rewoundTo !== null) log(`consumer ${durable} resumes from sequence ${rewoundTo}, the ack floor it was left at`);
