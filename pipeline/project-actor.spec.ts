@@ -44,6 +44,11 @@ describe('a turn reading its entries', () => {
 /** The pg client class the ledger's ORM talks through (its own copy of pg), to count what goes on the wire. */
 const LedgerClient = (createRequire(import.meta.resolve('@mikro-orm/postgresql')) as (id: string) => typeof pg)('pg').Client;
 
+/** The text of each statement a spied client sent, trimmed (pg takes it as a string or as a config's `text`). */
+function sentSql(spy: { mock: { calls: unknown[][] } }): string[] {
+  return spy.mock.calls.map(([query]) => (typeof query === 'string' ? query : String((query as { text?: string }).text)).trim());
+}
+
 describe('a turn and a post on the wire', () => {
   it('a turn of a project seen before is five statements and a post one, whatever they write', async () => {
     await using ledger = await createTestLedger();
@@ -55,7 +60,7 @@ describe('a turn and a post on the wire', () => {
     // The second turn writes revisions, ERP lines, announcements and totals.
     const sent = vi.spyOn(LedgerClient.prototype, 'query');
     const turn = await actors.turnBatch([timeItem(view, { entryId: 'e-2' }), timeItem(view, { entryId: 'e-3', hours: 2 })]);
-    const statements = sent.mock.calls.map(([text]) => (typeof text === 'string' ? text : String((text as { text?: string }).text)).trim().split(/\s+/).slice(0, 3).join(' '));
+    const statements = sentSql(sent).map((text) => text.split(/\s+/).slice(0, 3).join(' '));
     sent.mockRestore();
     expect(turn.erpRows.map((r) => r.external_id)).toEqual(['e-2:1:charge', 'e-3:1:charge']);
     expect(turn.enriched[0]?.messages.map((m) => m.msgId)).toEqual(['enriched:e-2:1', 'enriched:e-3:1']);
@@ -79,7 +84,7 @@ describe('a turn and a post on the wire', () => {
     poster.submit(turn.erpRows);
     await expect.poll(() => posted, { timeout: 10_000 }).not.toBeNull();
     await poster.stop();
-    const settling = posting.mock.calls.map(([text]) => (typeof text === 'string' ? text : '')).filter((text) => !/^with claimed as/.test(text.trim()));
+    const settling = sentSql(posting).filter((text) => !/^with claimed as/.test(text));
     posting.mockRestore();
     // Besides its claims of due lines (none are due), the poster sent one statement, its own
     // transaction: the lines leave the queue, are marked posted and announced.
