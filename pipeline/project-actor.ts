@@ -14,10 +14,11 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { planRevision, wouldExceedCap, type EnrichmentOutcome } from './model/billing-rules.ts';
-import { formatHours, formatMoney, parseHours, parseMoney } from './model/money.ts';
+import { formatMoney, parseHours, parseMoney } from './model/money.ts';
 import type { ExceptionCode, MilestoneRecord, ProjectRecord, TimeRecord } from './model/types.ts';
 import { addToCounters, exceptionRow, recordExceptions, type ExceptionRow } from './exception-records.ts';
 import { enrichedAnnouncement } from './announcements.ts';
+import { chargeOf, reversalOf } from './model/erp-lines.ts';
 import { natsOutboxBatch, natsOutboxInsert, type NatsOutboxRow, type QueuedNatsBatch } from './nats-outbox.ts';
 import type { ReferenceSnapshot } from './reference-view.ts';
 import { PositionalRows, nativeQuery } from './state/native-sql.ts';
@@ -554,28 +555,6 @@ const PROJECT_ROWS_REMEMBERED = 100_000;
 export const ENTRY_REVISIONS_OF_ENTRIES = `select r.entry_id, r.revision, r.stage, r.first_seen_at, r.amount_minor, r.hours_hundredths
   from unnest($1::text[]) as k(entry_id),
   lateral (select entry_id, revision, stage, first_seen_at, amount_minor, hours_hundredths from entry_revision e where e.entry_id = k.entry_id offset 0) r`;
-
-function chargeOf(entry: TimeRecord, project: ProjectRecord, enrichment: Extract<EnrichmentOutcome, { kind: 'enriched' }>, hours: bigint): Record<string, string | number> {
-  // Keys in the order the ERP poster sends them (canonicalLine), so a line posted from memory is not copied to reorder it.
-  return {
-    amount: formatMoney(enrichment.amountMinor ?? 0n), consultantId: entry.consultantId, currency: enrichment.currency, customerId: project.customerId,
-    entryId: entry.entryId, externalId: `${entry.entryId}:${entry.revision}:charge`, hours: formatHours(hours), kind: 'charge',
-    legalEntity: project.legalEntity, projectId: project.projectId, rate: formatMoney(enrichment.rateMinor ?? 0n), revision: entry.revision,
-    role: enrichment.role, workDate: entry.workDate,
-  };
-}
-
-/** The reversal of a charge negates its hours and amount, so an entry's documents sum to what it is billed now. */
-function reversalOf(charge: Record<string, string | number>): Record<string, string | number> {
-  const negate = (text: string | number) => (String(text).startsWith('-') ? String(text).slice(1) : String(text) === '0.00' ? '0.00' : `-${String(text)}`);
-  return {
-    ...charge,
-    externalId: `${String(charge.entryId)}:${String(charge.revision)}:reversal`,
-    kind: 'reversal',
-    hours: negate(charge.hours ?? '0.00'),
-    amount: negate(charge.amount ?? '0.00'),
-  };
-}
 
 /** `minor`: the line's hours and amount when the caller has them as numbers (a charge it just built), rather than parsed back from its text. */
 function outboxRow(transaction: Record<string, string | number>, projectId: string, region: string, traceParent: string | null, minor?: { hours: bigint; amount: bigint }): Record<string, unknown> {

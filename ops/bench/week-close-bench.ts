@@ -3,8 +3,9 @@
 //
 //   1. the broker's limit — a bare consumer that fetches, re-publishes each
 //      message once to another stream and acks it, doing nothing else;
-//   2. a naive pipeline — the same stages (decode, validate, enrich, decide),
-//      but one ORM flush and one ERP call per entry;
+//   2. a naive pipeline — the same stages (decode, validate, dedupe, enrich,
+//      decide, reverse, post, announce), but one entry at a time: one ORM
+//      flush, one ERP call and each announcement's publish per entry;
 //   3. billstream — `billstream start` as its own process draining the backlog,
 //      its peak RSS sampled from /proc; then p50/p99 latency from ingest to ERP
 //      posting with entries offered at half of the rate it just reached.
@@ -17,23 +18,18 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
-import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import pg from 'pg';
 import { from, lastValueFrom, mergeMap, take } from 'rxjs';
 import { ErpClient } from '../../connectors/erp/erp-client.ts';
 import { SANDBOX_APPLICATION_NAME } from '../../connectors/erp/sandbox-books.ts';
-import type { ErpTransaction } from '../../connectors/erp/types.ts';
 import { jetStreamSource } from '../../connectors/nats/jetstream-source.ts';
 import { STREAMS, ensureTopology, ingestConsumerName } from '../../connectors/nats/topology.ts';
-import { evaluateEntry } from '../../pipeline/model/billing-rules.ts';
-import { formatHours, formatMoney, parseHours } from '../../pipeline/model/money.ts';
-import { decodeRecord } from '../../pipeline/model/records.ts';
-import { RECORD_KINDS, type RecordKind, type TimeRecord } from '../../pipeline/model/types.ts';
+import { RECORD_KINDS, type TimeRecord } from '../../pipeline/model/types.ts';
 import { applyToView, type ReferenceItem } from '../../pipeline/reference-store.ts';
 import { ReferenceView } from '../../pipeline/reference-view.ts';
-import { EntryRevision } from '../../pipeline/state/entities.ts';
 import { LEDGER_APPLICATION_NAME, openLedger } from '../../pipeline/state/orm.ts';
 import { startNodeFlags } from '../commands/start.ts';
+import { runNaivePipeline } from './naive-pipeline.ts';
 import { CpuTracker, POSTGRES_SESSIONS, postgresClientOf, threadCpuSeconds, threadSchedule, type CpuGroups, type PostgresSession } from './cpu-usage.ts';
 import { offerLoad, type OfferedMessage } from './offered-load.ts';
 import { generateWeekClose, messagePayload, type IngestMessage, type WeekClose } from '../demo/week-close.ts';
@@ -209,7 +205,7 @@ async function measureBrokerLimit(s: Services, messages: readonly IngestMessage[
   return { messages: time.length, seconds, perSecond: time.length / seconds };
 }
 
-/** 2. A naive pipeline: the same decisions, one ORM flush and one ERP call per entry. */
+/** 2. A naive pipeline: the same stages, one entry at a time (naive-pipeline.ts). */
 async function measureNaive(s: Services, week: WeekClose, count: number, log: Log): Promise<WeekCloseBenchResult['naive']> {
   const view = new ReferenceView();
   const reference: ReferenceItem[] = [
@@ -233,42 +229,12 @@ async function measureNaive(s: Services, week: WeekClose, count: number, log: Lo
   const stored = (await jsm.streams.info(STREAMS.ingest)).state.messages;
   log(`naive: ${stored} entries loaded`);
   const started = performance.now();
-  await lastValueFrom(jetStreamSource(s.js, { stream: STREAMS.ingest, durable: ingestConsumerName('time') }).pipe(
-    take(stored),
-    mergeMap((msg) => from((async () => {
-      const decoded = decodeRecord('time' as RecordKind, msg.data);
-      if (decoded.ok) {
-        const entry = decoded.record as TimeRecord;
-        const outcome = evaluateEntry(entry, view.snapshotFor(entry.projectId, entry.consultantId));
-        const em = orm.em.fork();
-        em.create(EntryRevision, {
-          entryId: entry.entryId, revision: entry.revision, projectId: entry.projectId, region: 'bench', status: entry.status, stage: outcome.kind,
-          hoursHundredths: parseHours(entry.hours), workDate: entry.workDate, record: entry as unknown as Record<string, unknown>, firstSeenAt: new Date(),
-        });
-        try {
-          await em.flush();
-        } catch (err) {
-          // A redelivered (entryId, revision): the naive pipeline's dedupe is the primary key.
-          if (err instanceof UniqueConstraintViolationException) { msg.ack(); return; }
-          throw err;
-        }
-        if (outcome.kind === 'enriched' && outcome.billable && entry.status === 'approved' && outcome.rateMinor !== null && outcome.amountMinor !== null) {
-          const project = view.project(entry.projectId);
-          await erp.postTransactions([{
-            externalId: `${entry.entryId}:${entry.revision}:charge`, kind: 'charge', entryId: entry.entryId, revision: entry.revision,
-            projectId: entry.projectId, customerId: project?.customerId ?? '', consultantId: entry.consultantId, role: outcome.role, workDate: entry.workDate,
-            hours: formatHours(outcome.hoursHundredths), rate: formatMoney(outcome.rateMinor), amount: formatMoney(outcome.amountMinor),
-            currency: outcome.currency, legalEntity: project?.legalEntity ?? '',
-          } as ErpTransaction], `naive:${entry.entryId}:${entry.revision}`);
-        }
-      }
-      msg.ack();
-    })()), 16),
-  ));
+  await runNaivePipeline({ js: s.js, orm, erp, view }, jetStreamSource(s.js, { stream: STREAMS.ingest, durable: ingestConsumerName('time') }), stored);
   const seconds = (performance.now() - started) / 1000;
   await erp.stop();
   await orm.close();
-  await jsm.streams.delete(STREAMS.ingest);
+  // billstream's run starts from empty streams: its ingest, and the announcements' the naive run published.
+  for (const stream of [STREAMS.ingest, STREAMS.enriched, STREAMS.billing]) await jsm.streams.delete(stream);
   await dropDatabase(databaseUrl);
   return { entries: stored, seconds, perSecond: stored / seconds };
 }

@@ -67,7 +67,7 @@ const SCENARIOS: Record<string, Scenario> = {
           '',
           '  run                     per second    seconds',
           `  1. broker limit        ${r(result.brokerLimit.perSecond).padStart(11)}  ${result.brokerLimit.seconds.toFixed(1).padStart(9)}   (${r(result.brokerLimit.messages)} messages fetched, re-published, acked)`,
-          `  2. naive pipeline      ${r(result.naive.perSecond).padStart(11)}  ${result.naive.seconds.toFixed(1).padStart(9)}   (${r(result.naive.entries)} entries, one ORM flush + one ERP call each)`,
+          `  2. naive pipeline      ${r(result.naive.perSecond).padStart(11)}  ${result.naive.seconds.toFixed(1).padStart(9)}   (${r(result.naive.entries)} entries, each with one ORM flush, one ERP call and its announcements)`,
           `  3. billstream          ${r(result.billstream.perSecond).padStart(11)}  ${result.billstream.seconds.toFixed(1).padStart(9)}   (${r(result.billstream.entries)} entry revisions decided and posted)`,
           '',
           `  billstream / broker limit: ${result.ratios.toBrokerLimit.toFixed(2)}   billstream / naive: ${result.ratios.toNaive.toFixed(1)}x`,

@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { from } from 'rxjs';
+import { ErpClient } from '../../connectors/erp/erp-client.ts';
+import { startErpSandbox } from '../../connectors/erp/sandbox.ts';
+import { STREAMS, ensureTopology } from '../../connectors/nats/topology.ts';
+import { RECORD_KINDS } from '../../pipeline/model/types.ts';
+import { applyToView, type ReferenceItem } from '../../pipeline/reference-store.ts';
+import { ReferenceView } from '../../pipeline/reference-view.ts';
+import { createTestLedger } from '../../test/support/database.ts';
+import { assignment, consultant, entry, project, ratecards, subjects } from '../../test/support/fixtures.ts';
+import { connectedNatsServer } from '../../test/support/nats-server.ts';
+import { runNaivePipeline, type NaiveMessage } from './naive-pipeline.ts';
+
+/** The messages a stream holds, in order: subject, parsed payload and headers. */
+async function streamMessages(nc: Parameters<typeof jetstreamManager>[0], stream: string) {
+  const jsm = await jetstreamManager(nc);
+  const { messages } = (await jsm.streams.info(stream)).state;
+  const read = [];
+  for (let seq = 1; seq <= messages; seq++) {
+    const m = await jsm.streams.getMessage(stream, { seq });
+    if (!m) throw new Error(`${stream} has no message ${seq}`);
+    read.push({ subject: m.subject, payload: m.json<Record<string, unknown>>(), schemaVersion: m.header.get('Schema-Version') });
+  }
+  return read;
+}
+
+describe('the bench naive pipeline', () => {
+  it('does billstream stages one entry at a time: dedupe, charge, reverse a revised charge, and announce each entry and each posted line', async () => {
+    await using ledger = await createTestLedger();
+    await using nats = await connectedNatsServer(async (nc) => ensureTopology(await jetstreamManager(nc), RECORD_KINDS));
+    const sandbox = await startErpSandbox({ databaseUrl: ledger.url, port: 0 });
+    const erp = new ErpClient({ baseUrl: sandbox.url });
+    try {
+      await erp.start();
+      const view = new ReferenceView();
+      applyToView(view, [
+        { kind: 'project', record: project }, { kind: 'consultant', record: consultant },
+        { kind: 'assignment', record: assignment }, ...ratecards.map((record) => ({ kind: 'ratecard', record })),
+      ] as ReferenceItem[]);
+
+      const acked: string[] = [];
+      const message = (record: Record<string, unknown>): NaiveMessage => ({
+        subject: subjects.time(), data: new TextEncoder().encode(JSON.stringify(record)),
+        ack: () => { acked.push(`${String(record.entryId)}:${String(record.revision)}`); },
+      });
+      const messages = [
+        message(entry({ entryId: 'e-1', hours: 7.5 })),
+        message(entry({ entryId: 'e-1', hours: 7.5 })), // the same revision again: deduped by the ledger's key
+        message(entry({ entryId: 'e-2', taskId: 't-2' })), // no assignment for t-2: no charge, no announcement
+        message(entry({ entryId: 'e-1', revision: 2, hours: 5 })), // reverses revision 1's charge, then charges 5 h
+      ];
+      await runNaivePipeline({ js: jetstream(nats.nc), orm: ledger.orm, erp, view }, from(messages), messages.length, 1);
+
+      expect(acked).toEqual(['e-1:1', 'e-1:1', 'e-2:1', 'e-1:2']);
+      const documents = await erp.listTransactions('p-1');
+      expect(documents.map((d) => [d.externalId, d.hours, d.amount])).toEqual([
+        ['e-1:1:charge', '7.50', '1125.00'], ['e-1:1:reversal', '-7.50', '-1125.00'], ['e-1:2:charge', '5.00', '750.00'],
+      ]);
+      const { rows } = await ledger.sql.query<{ entry_id: string; revision: number; stage: string }>('select entry_id, revision, stage from entry_revision order by entry_id, revision');
+      expect(rows).toEqual([
+        { entry_id: 'e-1', revision: 1, stage: 'reversed' }, { entry_id: 'e-1', revision: 2, stage: 'charged' }, { entry_id: 'e-2', revision: 1, stage: 'waiting' },
+      ]);
+
+      const enriched = await streamMessages(nats.nc, STREAMS.enriched);
+      expect(enriched.map((m) => [m.subject, m.payload.revision, m.payload.amount, m.schemaVersion])).toEqual([
+        ['enriched.time.amer.p-1', 1, '1125.00', '1'], ['enriched.time.amer.p-1', 2, '750.00', '1'],
+      ]);
+      const posted = await streamMessages(nats.nc, STREAMS.billing);
+      expect(posted.map((m) => [m.subject, m.payload.externalId])).toEqual([
+        ['billing.posted.amer.p-1', 'e-1:1:charge'], ['billing.posted.amer.p-1', 'e-1:1:reversal'], ['billing.posted.amer.p-1', 'e-1:2:charge'],
+      ]);
+      expect(posted.map((m) => m.payload.documentId)).toEqual(documents.map((d) => d.documentId));
+    } finally {
+      await erp.stop();
+      await sandbox.close();
+    }
+  });
+});

@@ -1,0 +1,116 @@
+// The bench's second row: billstream's stages for a time entry, done the naive
+// way, one entry at a time. Decode and validate, dedupe by the ledger's key,
+// enrich and decide, reverse what the entry's earlier revision charged, one ORM
+// flush, one ERP call, then each announcement (`enriched.time.*`, then
+// `billing.posted.*` for every line the ERP booked) published with its ack
+// awaited, and last the entry's own ack. What billstream does per batch, per
+// project and per statement, this does per entry; the stages and what they
+// produce are the same, so the ratio between the two rows is the design's.
+//
+// Left out, and so in the naive row's favour: the notToExceed cap (it would need
+// each project's totals read and written per entry), exceptions stored and
+// announced, and entries waiting for reference data (the bench loads every
+// project, assignment and rate card before either row runs).
+import type { MikroORM } from '@mikro-orm/postgresql';
+import { UniqueConstraintViolationException } from '@mikro-orm/core';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { from, lastValueFrom, mergeMap, take, type Observable } from 'rxjs';
+import type { ErpClient } from '../../connectors/erp/erp-client.ts';
+import type { ErpTransaction } from '../../connectors/erp/types.ts';
+import { enrichedAnnouncement, postedAnnouncement } from '../../pipeline/announcements.ts';
+import { evaluateEntry } from '../../pipeline/model/billing-rules.ts';
+import { chargeOf, reversalOf } from '../../pipeline/model/erp-lines.ts';
+import { decodeRecord } from '../../pipeline/model/records.ts';
+import type { TimeRecord } from '../../pipeline/model/types.ts';
+import type { NatsOutboxRow } from '../../pipeline/nats-outbox.ts';
+import type { ReferenceView } from '../../pipeline/reference-view.ts';
+import { EntryRevision } from '../../pipeline/state/entities.ts';
+
+export interface NaivePipeline {
+  js: JetStreamClient;
+  orm: MikroORM;
+  erp: ErpClient;
+  /** Every project, consultant, assignment and rate card, loaded before the entries. */
+  view: ReferenceView;
+}
+
+/** An ingest message as the naive pipeline reads it: a JetStream message's subject, bytes and ack. */
+export interface NaiveMessage {
+  subject: string;
+  data: Uint8Array;
+  ack(): void;
+}
+
+/** Entries handled at once: each waits on its own round trips, so a few run side by side. */
+export const NAIVE_CONCURRENCY = 16;
+
+/** Takes `count` messages from `messages`, `concurrency` at a time, each through every stage. */
+export async function runNaivePipeline(pipeline: NaivePipeline, messages: Observable<NaiveMessage>, count: number, concurrency = NAIVE_CONCURRENCY): Promise<void> {
+  await lastValueFrom(messages.pipe(take(count), mergeMap((msg) => from(naiveEntry(pipeline, msg)), concurrency)), { defaultValue: undefined });
+}
+
+/** One time entry through every stage, start to end. */
+export async function naiveEntry(pipeline: NaivePipeline, msg: NaiveMessage): Promise<void> {
+  const decoded = decodeRecord('time', msg.data);
+  if (!decoded.ok) { msg.ack(); return; }
+  const entry = decoded.record as TimeRecord;
+  const region = msg.subject.split('.')[2] ?? 'unknown';
+  const outcome = evaluateEntry(entry, pipeline.view.snapshotFor(entry.projectId, entry.consultantId));
+  const project = pipeline.view.project(entry.projectId);
+  const enrichment = outcome.kind === 'enriched' ? outcome : null;
+  const em = pipeline.orm.em.fork();
+
+  // A later revision reverses what the one before it charged (CONTRACT §3.8): a
+  // revision 1 has none before it, so only later revisions look.
+  const lines: Record<string, string | number>[] = [];
+  const earlier = entry.revision > 1
+    ? await em.findOne(EntryRevision, { entryId: entry.entryId, revision: { $lt: entry.revision } }, { orderBy: { revision: 'desc' } })
+    : null;
+  if (earlier?.stage === 'charged' && project) {
+    lines.push(reversalOf(chargeOf(earlier.record as unknown as TimeRecord, project, {
+      amountMinor: earlier.amountMinor ?? null, rateMinor: earlier.rateMinor ?? null, currency: earlier.currency ?? project.currency, role: earlier.role ?? '',
+    }, earlier.hoursHundredths)));
+    earlier.stage = 'reversed';
+  }
+  const charged = enrichment !== null && project !== undefined && entry.status === 'approved' && enrichment.billable && enrichment.amountMinor !== null;
+  if (charged) lines.push(chargeOf(entry, project, enrichment, enrichment.hoursHundredths));
+
+  const now = new Date();
+  em.create(EntryRevision, {
+    entryId: entry.entryId, revision: entry.revision, projectId: entry.projectId, region, status: entry.status,
+    stage: charged ? 'charged' : enrichment ? (entry.status === 'approved' ? 'non_billable' : 'not_chargeable') : outcome.kind,
+    billable: enrichment?.billable ?? null, role: enrichment?.role ?? null, rateMinor: enrichment?.rateMinor ?? null, amountMinor: enrichment?.amountMinor ?? null,
+    currency: enrichment?.currency ?? null, hoursHundredths: enrichment?.hoursHundredths ?? 0n, workDate: entry.workDate,
+    record: entry as unknown as Record<string, unknown>, firstSeenAt: now, enrichedAt: enrichment ? now : null, decidedAt: now,
+  });
+  try {
+    await em.flush();
+  } catch (err) {
+    // A redelivered (entryId, revision): the ledger's primary key is the naive pipeline's dedupe.
+    if (err instanceof UniqueConstraintViolationException) { msg.ack(); return; }
+    throw err;
+  }
+
+  const booked = lines.length === 0 ? [] : await pipeline.erp.postTransactions(lines as unknown as ErpTransaction[], `naive:${entry.entryId}:${entry.revision}`);
+  if (enrichment && project) {
+    await publish(pipeline.js, enrichedAnnouncement({
+      entry, region: project.region, billable: enrichment.billable, role: enrichment.role, rateMinor: enrichment.rateMinor, amountMinor: enrichment.amountMinor,
+      currency: enrichment.currency, customerId: project.customerId, contractId: project.contractId, legalEntity: project.legalEntity,
+      costAmountMinor: enrichment.costAmountMinor, processedAt: now, traceId: null, traceParent: null,
+    }));
+  }
+  for (const [i, result] of booked.entries()) {
+    await publish(pipeline.js, postedAnnouncement({
+      id: '', externalId: result.externalId, documentId: result.documentId, projectId: entry.projectId, region: project?.region ?? region,
+      traceParent: null, transaction: lines[i] as Record<string, unknown>,
+    }));
+  }
+  msg.ack();
+}
+
+async function publish(js: JetStreamClient, row: NatsOutboxRow): Promise<void> {
+  const headers = natsHeaders();
+  for (const [name, value] of Object.entries(row.headers ?? {})) headers.set(name, value);
+  await js.publish(row.subject, JSON.stringify(row.payload), { msgID: row.msg_id, headers });
+}
