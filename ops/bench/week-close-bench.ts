@@ -484,6 +484,27 @@ export async function weekCloseBench(options: WeekCloseBenchOptions, log: Log): 
   }
 }
 
+/** Issue 5's targets for a week close, each with what this run measured and whether it met it. */
+export interface WeekCloseTargets {
+  toBrokerLimit: { value: number; atLeast: number; met: boolean };
+  toNaive: { value: number; atLeast: number; met: boolean };
+  peakRssMiB: { value: number; under: number; met: boolean };
+  p99AtHalfLoadMs: { value: number; under: number; met: boolean };
+}
+
+export const WEEK_CLOSE_TARGETS = { toBrokerLimit: 0.5, toNaive: 10, peakRssMiB: 512, p99AtHalfLoadMs: 2000 } as const;
+
+/** Judged on the unrounded figures: a ratio of 0.496 misses 0.5 however it is printed. */
+export function weekCloseTargets(result: Pick<WeekCloseBenchResult, 'ratios' | 'billstream' | 'latencyAtHalfLoad'>): WeekCloseTargets {
+  const t = WEEK_CLOSE_TARGETS;
+  return {
+    toBrokerLimit: { value: result.ratios.toBrokerLimit, atLeast: t.toBrokerLimit, met: result.ratios.toBrokerLimit >= t.toBrokerLimit },
+    toNaive: { value: result.ratios.toNaive, atLeast: t.toNaive, met: result.ratios.toNaive >= t.toNaive },
+    peakRssMiB: { value: result.billstream.peakRssMiB, under: t.peakRssMiB, met: result.billstream.peakRssMiB < t.peakRssMiB },
+    p99AtHalfLoadMs: { value: result.latencyAtHalfLoad.p99Ms, under: t.p99AtHalfLoadMs, met: result.latencyAtHalfLoad.p99Ms < t.p99AtHalfLoadMs },
+  };
+}
+
 /** A bar chart of the three rates, as SVG for the README. */
 export function weekCloseChart(result: WeekCloseBenchResult): string {
   const bars = [

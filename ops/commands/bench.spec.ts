@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { mainThreadLine, runBench } from './bench.ts';
+import { weekCloseTargets } from '../bench/week-close-bench.ts';
+import { mainThreadLine, ratiosLine, runBench } from './bench.ts';
 
 // Each case is refused before any server is started: the options are read first.
 describe('billstream bench, its options', () => {
@@ -55,5 +56,22 @@ describe('mainThreadLine', () => {
   it('leaves the wait out where the kernel keeps no schedstat', () => {
     expect(mainThreadLine({ seconds: 10, mainThreadSeconds: 5, mainThreadWaitingSeconds: null }))
       .toBe("  billstream's main thread (its JavaScript) busy 50% of the drain (5.0 CPU-s)");
+  });
+});
+
+describe('the week close targets', () => {
+  const measured = (toBrokerLimit: number, toNaive: number, peakRssMiB: number, p99Ms: number) =>
+    weekCloseTargets({ ratios: { toBrokerLimit, toNaive }, billstream: { peakRssMiB } as never, latencyAtHalfLoad: { p99Ms } as never });
+
+  it('judges each figure unrounded against its target', () => {
+    const judged = measured(0.496, 12.83, 459, 859);
+    expect([judged.toBrokerLimit.met, judged.toNaive.met, judged.peakRssMiB.met, judged.p99AtHalfLoadMs.met]).toEqual([false, true, true, true]);
+    const edges = measured(0.5, 10, 512, 2000);
+    expect([edges.toBrokerLimit.met, edges.toNaive.met, edges.peakRssMiB.met, edges.p99AtHalfLoadMs.met]).toEqual([true, true, false, false]);
+  });
+
+  it('prints a ratio just under its target with three decimals and says it missed, never as a rounded 0.50', () => {
+    const line = ratiosLine(measured(0.49599, 9.96, 459, 859));
+    expect(line).toBe('  billstream / broker limit: 0.496 (target at least 0.5: MISSED)   billstream / naive: 10.0x (target at least 10x: MISSED)');
   });
 });

@@ -25,7 +25,7 @@ import { loadConfig } from '../config.ts';
 import { generateWeekClose, messagePayload, type IngestMessage } from '../demo/week-close.ts';
 import { publishBounded, referenceCaughtUp } from '../demo/publishing.ts';
 import { ensureNats, ensurePostgres, recreateDatabase, withDatabase } from '../embedded/services.ts';
-import { weekCloseBench, weekCloseChart } from '../bench/week-close-bench.ts';
+import { weekCloseBench, weekCloseChart, weekCloseTargets, type WeekCloseTargets } from '../bench/week-close-bench.ts';
 import { startOtlpReceiver } from '../otlp-receiver.ts';
 import { startRuntime, type Runtime } from '../runtime.ts';
 import { startTelemetry, type Telemetry } from '../telemetry.ts';
@@ -59,9 +59,10 @@ const SCENARIOS: Record<string, Scenario> = {
       await mkdir(resolve('bench-results'), { recursive: true });
       await writeFile(resolve('bench-results/weekclose.svg'), weekCloseChart(result));
       const r = (n: number) => Math.round(n).toLocaleString('en-US');
+      const targets = weekCloseTargets(result);
       return {
         file: 'weekclose.json',
-        json: { scenario: 'weekclose', date: new Date().toISOString(), cpus: cpus().length, ...result },
+        json: { scenario: 'weekclose', date: new Date().toISOString(), cpus: cpus().length, ...result, targets },
         lines: [
           `week close of ${r(result.entries)} entries (same nats-server, PostgreSQL and ERP sandbox for every row)`,
           '',
@@ -70,11 +71,11 @@ const SCENARIOS: Record<string, Scenario> = {
           `  2. naive pipeline      ${r(result.naive.perSecond).padStart(11)}  ${result.naive.seconds.toFixed(1).padStart(9)}   (${r(result.naive.entries)} entries, each with one ORM flush, one ERP call and its announcements)`,
           `  3. billstream          ${r(result.billstream.perSecond).padStart(11)}  ${result.billstream.seconds.toFixed(1).padStart(9)}   (${r(result.billstream.entries)} entry revisions decided and posted)`,
           '',
-          `  billstream / broker limit: ${result.ratios.toBrokerLimit.toFixed(2)}   billstream / naive: ${result.ratios.toNaive.toFixed(1)}x`,
-          `  latency ingest → ERP posted at half load (${r(result.latencyAtHalfLoad.offeredPerSecond)}/s offered, ${r(result.latencyAtHalfLoad.arrivedPerSecond)}/s arrived, ${r(result.latencyAtHalfLoad.entries)} entries): p50 ${r(result.latencyAtHalfLoad.p50Ms)} ms, p99 ${r(result.latencyAtHalfLoad.p99Ms)} ms`,
+          ratiosLine(targets),
+          `  latency ingest → ERP posted at half load (${r(result.latencyAtHalfLoad.offeredPerSecond)}/s offered, ${r(result.latencyAtHalfLoad.arrivedPerSecond)}/s arrived, ${r(result.latencyAtHalfLoad.entries)} entries): p50 ${r(result.latencyAtHalfLoad.p50Ms)} ms, p99 ${r(result.latencyAtHalfLoad.p99Ms)} ms (target under ${r(targets.p99AtHalfLoadMs.under)} ms: ${verdict(targets.p99AtHalfLoadMs.met)})`,
           `    p99 by stage: ingest → decided ${r(result.latencyAtHalfLoad.stagesP99Ms.decided)} ms, decided → queued for the ERP ${r(result.latencyAtHalfLoad.stagesP99Ms.queued)} ms, queued → posted ${r(result.latencyAtHalfLoad.stagesP99Ms.posted)} ms; ` +
             `worst 2 s of arrival: p99 ${r(result.latencyAtHalfLoad.worstSlice.p99Ms)} ms from ${result.latencyAtHalfLoad.worstSlice.fromSecond} s (${r(result.latencyAtHalfLoad.worstSlice.entries)} entries)`,
-          `  peak RSS of the billstream process: ${r(result.billstream.peakRssMiB)} MiB`,
+          `  peak RSS of the billstream process: ${r(result.billstream.peakRssMiB)} MiB (target under ${r(targets.peakRssMiB.under)} MiB: ${verdict(targets.peakRssMiB.met)})`,
           mainThreadLine(result.billstream),
           `  CPU seconds while billstream drained (${result.billstream.seconds.toFixed(1)} s on ${cpus().length} cores): ${cpuList(result.billstream.cpuSeconds)}`,
           `    PostgreSQL's by whom it worked for: ${cpuList(result.billstream.postgresCpuSeconds)}`,
@@ -107,7 +108,17 @@ export class BenchOptionsError extends Error {
   }
 }
 
-/** `billstream 16.8, postgres 12.6, ...`, the largest first. */
+/** The two ratios with their targets; three decimals, and the verdict said, so a ratio just under a target never reads as met. */
+export function ratiosLine(targets: Pick<WeekCloseTargets, 'toBrokerLimit' | 'toNaive'>): string {
+  const { toBrokerLimit: broker, toNaive: naive } = targets;
+  return `  billstream / broker limit: ${broker.value.toFixed(3)} (target at least ${broker.atLeast}: ${verdict(broker.met)})   ` +
+    `billstream / naive: ${naive.value.toFixed(1)}x (target at least ${naive.atLeast}x: ${verdict(naive.met)})`;
+}
+
+function verdict(met: boolean): string {
+  return met ? 'met' : 'MISSED';
+}
+
 /**
  * How the main thread (billstream's JavaScript) spent the drain: on a CPU, and
  * ready to run but waiting for one. The two near 100% together say the thread
@@ -120,6 +131,7 @@ export function mainThreadLine(drain: { seconds: number; mainThreadSeconds: numb
   return `${busy}, ready but waiting for a CPU ${percent(drain.mainThreadWaitingSeconds)}% (${drain.mainThreadWaitingSeconds.toFixed(1)} s)`;
 }
 
+/** `billstream 16.8, postgres 12.6, ...`, the largest first. */
 function cpuList(groups: Readonly<Record<string, number>>): string {
   return Object.entries(groups).sort((a, b) => b[1] - a[1]).map(([group, seconds]) => `${group} ${seconds.toFixed(1)}`).join(', ');
 }
