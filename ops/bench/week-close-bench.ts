@@ -19,7 +19,6 @@ import { join, resolve } from 'node:path';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
-import { from, lastValueFrom, mergeMap, take } from 'rxjs';
 import { ErpClient } from '../../connectors/erp/erp-client.ts';
 import { SANDBOX_APPLICATION_NAME } from '../../connectors/erp/sandbox-books.ts';
 import { jetStreamSource } from '../../connectors/nats/jetstream-source.ts';
@@ -29,6 +28,7 @@ import { applyToView, type ReferenceItem } from '../../pipeline/reference-store.
 import { ReferenceView } from '../../pipeline/reference-view.ts';
 import { LEDGER_APPLICATION_NAME, openLedger } from '../../pipeline/state/orm.ts';
 import { startNodeFlags } from '../commands/start.ts';
+import { republishOnce } from './broker-limit.ts';
 import { runNaivePipeline } from './naive-pipeline.ts';
 import { CpuTracker, POSTGRES_SESSIONS, postgresClientOf, threadCpuSeconds, threadSchedule, type CpuGroups, type PostgresSession } from './cpu-usage.ts';
 import { offerLoad, type OfferedMessage } from './offered-load.ts';
@@ -182,7 +182,7 @@ function* asPublished(messages: readonly IngestMessage[], rewriteId?: (id: strin
   }
 }
 
-/** 1. The broker's limit: fetch, re-publish once, ack — nothing else. */
+/** 1. The broker's limit: fetch, re-publish once, ack — nothing else (broker-limit.ts). */
 async function measureBrokerLimit(s: Services, messages: readonly IngestMessage[], log: Log): Promise<WeekCloseBenchResult['brokerLimit']> {
   const jsm = await jetstreamManager(s.nc);
   await jsm.streams.add({ name: 'BENCH_SOURCE', subjects: ['bench.source.>'] });
@@ -192,13 +192,10 @@ async function measureBrokerLimit(s: Services, messages: readonly IngestMessage[
   await jsm.consumers.add('BENCH_SOURCE', { durable_name: 'bench', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 4000 });
   log(`broker limit: ${time.length} messages loaded`);
   const started = performance.now();
-  await lastValueFrom(jetStreamSource(s.js, { stream: 'BENCH_SOURCE', durable: 'bench' }).pipe(
-    take(time.length),
-    // A stored publish's ack took longer than the client's default 5 s once, a
-    // million-subject stream on the server (that 1M run ended there): the
-    // baseline gives each ack 30 s rather than abandon the measurement.
-    mergeMap((msg) => from(s.js.publish(`bench.sink.${msg.subject}`, msg.data, { timeout: 30_000 }).then(() => msg.ack())), 1024),
-  ));
+  // A stored publish's ack took longer than 5 s once, a million-subject stream
+  // on the server (that 1M run ended there): the baseline waits up to 30 s
+  // for the next ack rather than abandon the measurement.
+  await republishOnce(s.nc, jetStreamSource(s.js, { stream: 'BENCH_SOURCE', durable: 'bench' }), { subjectPrefix: 'bench.sink.', count: time.length, inFlight: 1024, stallMs: 30_000 });
   const seconds = (performance.now() - started) / 1000;
   await jsm.streams.delete('BENCH_SOURCE');
   await jsm.streams.delete('BENCH_SINK');
