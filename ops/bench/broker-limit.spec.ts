@@ -52,4 +52,15 @@ describe('republishOnce, the broker limit baseline', () => {
     const consumer = await (await jetstreamManager(nats.nc)).consumers.info('SOURCE', 'bench');
     expect(consumer.ack_floor.stream_seq).toBe(0);
   });
+
+  it('fails when no copy is acknowledged for stallMs, rather than wait for ever', async () => {
+    await using nats = await connectedNatsServer((nc) => prepare(nc, 3));
+    // A plain subscriber takes the copies and never answers: no stream, and no 503 either.
+    const silent = nats.nc.subscribe('silent.>');
+    const started = performance.now();
+    await expect(republishOnce(nats.nc, jetStreamSource(jetstream(nats.nc), { stream: 'SOURCE', durable: 'bench' }), { subjectPrefix: 'silent.', count: 3, stallMs: 1_500 }))
+      .rejects.toThrow('3 publishes not acknowledged within 1500 ms');
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1_500);
+    silent.unsubscribe();
+  });
 });

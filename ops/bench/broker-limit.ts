@@ -80,6 +80,8 @@ export function republishOnce(nc: NatsConnection, source: Observable<JsMsg>, opt
     let held: JsMsg[] = [];
     let heldFrom = 0;
     const publish = (msg: JsMsg) => {
+      // The stall clock counts from the oldest wait: a source slow to deliver is not a stalled server.
+      if (waiting.size === 0) lastStoredAt = performance.now();
       const index = next++;
       waiting.set(index, msg);
       nc.publish(`${options.subjectPrefix}${msg.subject}`, msg.data, { reply: `${prefix}${index}` });
