@@ -21,6 +21,7 @@ import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/t
 import pg from 'pg';
 import { ErpClient } from '../../connectors/erp/erp-client.ts';
 import { SANDBOX_APPLICATION_NAME } from '../../connectors/erp/sandbox-books.ts';
+import { NATS_CLIENT_SETTINGS } from '../../connectors/nats/connection.ts';
 import { jetStreamSource } from '../../connectors/nats/jetstream-source.ts';
 import { STREAMS, ensureTopology, ingestConsumerName } from '../../connectors/nats/topology.ts';
 import { RECORD_KINDS, type TimeRecord } from '../../pipeline/model/types.ts';
@@ -101,7 +102,10 @@ async function startServices(log: Log): Promise<Services> {
   const databaseUrl = withDatabase(postgres.url, 'billstream_bench');
   await recreateDatabase(databaseUrl);
   const sandbox = await startSandboxProcess(databaseUrl);
-  const nc = await connect({ servers: nats.url });
+  // The client settings billstream's own connection has: without them, every
+  // js.publish of the naive pipeline built two Errors with stack traces up
+  // front, a cost of the client's settings rather than of the naive design.
+  const nc = await connect({ servers: nats.url, ...NATS_CLIENT_SETTINGS });
   return { nats, postgres, databaseUrl, sandbox, nc, js: jetstream(nc), storeDir };
 }
 
