@@ -1,7 +1,7 @@
 // Publishing to JetStream with a message id (the broker's duplicate window is
 // the first filter against republished outbox rows) and the W3C trace context.
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
-import { MsgHdrsImpl, createInbox, headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { MsgHdrsImpl, createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { TRACEPARENT_HEADER, TRACESTATE_HEADER, extractTraceContext, injectTraceContext } from '../../pipeline/model/trace-context.ts';
 
 export interface OutgoingMessage {
@@ -96,6 +96,24 @@ export class JetStreamPublishError extends Error {
 }
 
 /**
+ * The PubAck in the answer to a publish of `subject` sent with a reply subject
+ * of the caller's own, or a JetStreamPublishError that names the subject: no
+ * stream takes it (the server answers 503 with no body), the server refused it,
+ * or the answer cannot be read.
+ */
+export function pubAckOf(answer: Msg, subject: string): PubAck {
+  if (answer.headers?.code === 503) throw new JetStreamPublishError(`no stream stores ${subject}`);
+  let ack: PubAck & { error?: { code: number; description: string } };
+  try {
+    ack = JSON.parse(decoder.decode(answer.data)) as typeof ack;
+  } catch (cause) {
+    throw new JetStreamPublishError(`an unreadable answer to the publish of ${subject}`, { cause });
+  }
+  if (ack.error) throw new JetStreamPublishError(`${subject} was refused: ${ack.error.description} (${ack.error.code})`);
+  return { ...ack, duplicate: ack.duplicate ?? false };
+}
+
+/**
  * Publishes many messages to JetStream and resolves with every message's PubAck,
  * in order; rejects if any is refused or not acknowledged within `timeoutMs`.
  *
@@ -126,17 +144,12 @@ export async function publishAll(nc: NatsConnection, messages: readonly Outgoing
         const index = Number(msg.subject.slice(inbox.length + 1));
         const message = messages[index];
         if (!message || acks[index] !== undefined) return;
-        // No stream takes the subject: the server answers 503 with no body.
-        if (msg.headers?.code === 503) { finish(new JetStreamPublishError(`no stream stores ${message.subject}`)); return; }
-        let ack: PubAck & { error?: { code: number; description: string } };
         try {
-          ack = JSON.parse(decoder.decode(msg.data)) as typeof ack;
-        } catch (cause) {
-          finish(new JetStreamPublishError(`an unreadable answer to the publish of ${message.subject}`, { cause }));
+          acks[index] = pubAckOf(msg, message.subject);
+        } catch (err) {
+          finish(err as Error);
           return;
         }
-        if (ack.error) { finish(new JetStreamPublishError(`${message.subject} was refused: ${ack.error.description} (${ack.error.code})`)); return; }
-        acks[index] = { ...ack, duplicate: ack.duplicate ?? false };
         if (--remaining === 0) finish();
       },
     });

@@ -9,6 +9,7 @@
 // per publish), not by the broker.
 import type { JsMsg } from '@nats-io/jetstream';
 import { createInbox, type NatsConnection } from '@nats-io/transport-node';
+import { pubAckOf } from '../../connectors/nats/publish.ts';
 import { Subscription, type Observable } from 'rxjs';
 
 export interface RepublishOptions {
@@ -60,10 +61,12 @@ export function republishOnce(nc: NatsConnection, source: Observable<JsMsg>, opt
         const index = Number(answer.subject.slice(prefix.length));
         const msg = waiting.get(index);
         if (!msg) return;
-        // No stream takes the subject: the server answers 503 with no body.
-        if (answer.headers?.code === 503) { finish(new RepublishError(`no stream stores ${options.subjectPrefix}${msg.subject}`)); return; }
-        const ack = answer.json<{ error?: { code: number; description: string } }>();
-        if (ack.error) { finish(new RepublishError(`${options.subjectPrefix}${msg.subject} was refused: ${ack.error.description} (${ack.error.code})`)); return; }
+        try {
+          pubAckOf(answer, `${options.subjectPrefix}${msg.subject}`);
+        } catch (err) {
+          finish(err as Error);
+          return;
+        }
         waiting.delete(index);
         msg.ack();
         stored++;
