@@ -14,10 +14,10 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { headers as natsHeaders } from '@nats-io/transport-node';
 import { from, lastValueFrom, mergeMap, take, type Observable } from 'rxjs';
 import type { ErpClient } from '../../connectors/erp/erp-client.ts';
 import type { ErpTransaction } from '../../connectors/erp/types.ts';
+import { publishMessage } from '../../connectors/nats/publish.ts';
 import { enrichedAnnouncement, postedAnnouncement } from '../../pipeline/announcements.ts';
 import { evaluateEntry } from '../../pipeline/model/billing-rules.ts';
 import { chargeOf, reversalOf } from '../../pipeline/model/erp-lines.ts';
@@ -109,8 +109,7 @@ export async function naiveEntry(pipeline: NaivePipeline, msg: NaiveMessage): Pr
   msg.ack();
 }
 
+/** One announcement published as billstream's relay would, its ack awaited. */
 async function publish(js: JetStreamClient, row: NatsOutboxRow): Promise<void> {
-  const headers = natsHeaders();
-  for (const [name, value] of Object.entries(row.headers ?? {})) headers.set(name, value);
-  await js.publish(row.subject, JSON.stringify(row.payload), { msgID: row.msg_id, headers });
+  await publishMessage(js, { subject: row.subject, msgId: row.msg_id, payload: row.payload, headers: row.headers });
 }
