@@ -52,7 +52,8 @@ export interface WeekCloseBenchOptions {
 
 export interface WeekCloseBenchResult {
   entries: number;
-  brokerLimit: { messages: number; seconds: number; perSecond: number };
+  /** `cpuSeconds`: what nats-server and the bench (the bare consumer) spent republishing. */
+  brokerLimit: { messages: number; seconds: number; perSecond: number; cpuSeconds: CpuGroups };
   naive: { entries: number; seconds: number; perSecond: number };
   billstream: {
     entries: number; seconds: number; perSecond: number; peakRssMiB: number; cpuSeconds: CpuGroups;
@@ -195,15 +196,19 @@ async function measureBrokerLimit(s: Services, messages: readonly IngestMessage[
   await publishMessages(s.js, time.map((m) => ({ subject: `bench.source.${m.subject}`, data: encoder.encode(messagePayload(m)) })));
   await jsm.consumers.add('BENCH_SOURCE', { durable_name: 'bench', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 4000 });
   log(`broker limit: ${time.length} messages loaded`);
+  // Both processes live through the whole run: a sample at each end counts all they spent.
+  const cpu = new CpuTracker((pid) => (pid === s.nats.pid ? 'nats-server' : pid === process.pid ? 'bench' : null));
+  await cpu.sample();
   const started = performance.now();
   // A stored publish's ack took longer than 5 s once, a million-subject stream
   // on the server (that 1M run ended there): the baseline waits up to 30 s
   // for the next ack rather than abandon the measurement.
   await republishOnce(s.nc, jetStreamSource(s.js, { stream: 'BENCH_SOURCE', durable: 'bench' }), { subjectPrefix: 'bench.sink.', count: time.length, inFlight: 1024, stallMs: 30_000 });
   const seconds = (performance.now() - started) / 1000;
+  await cpu.sample();
   await jsm.streams.delete('BENCH_SOURCE');
   await jsm.streams.delete('BENCH_SINK');
-  return { messages: time.length, seconds, perSecond: time.length / seconds };
+  return { messages: time.length, seconds, perSecond: time.length / seconds, cpuSeconds: cpu.spent() };
 }
 
 /** 2. A naive pipeline: the same stages, one entry at a time (naive-pipeline.ts). */

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { weekCloseTargets } from '../bench/week-close-bench.ts';
-import { mainThreadLine, ratiosLine, runBench } from './bench.ts';
+import { cpuBudget } from '../bench/cpu-budget.ts';
+import { cpuBudgetLines, mainThreadLine, ratiosLine, runBench } from './bench.ts';
 
 // Each case is refused before any server is started: the options are read first.
 describe('billstream bench, its options', () => {
@@ -73,5 +74,36 @@ describe('the week close targets', () => {
   it('prints a ratio just under its target with three decimals and says it missed, never as a rounded 0.50', () => {
     const line = ratiosLine(measured(0.49599, 9.96, 459, 859));
     expect(line).toBe('  billstream / broker limit: 0.496 (target at least 0.5: MISSED)   billstream / naive: 10.0x (target at least 10x: MISSED)');
+  });
+});
+
+describe('cpuBudgetLines', () => {
+  const budgetOf = (billstreamSeconds: number, postgresSeconds: number) => cpuBudget({
+    cores: 2, toBrokerLimitTarget: 0.5,
+    brokerLimit: { messages: 100_000, perSecond: 50_000, cpuSeconds: { 'nats-server': 2.0, bench: 1.5 } },
+    billstream: {
+      entries: 100_000, cpuSeconds: { billstream: billstreamSeconds, postgres: postgresSeconds, 'nats-server': 3.0, 'ERP sandbox': 1.2, bench: 0.1 },
+      postgresCpuSeconds: { billstream: postgresSeconds - 1.5, 'ERP sandbox': 1.5 },
+    },
+  });
+
+  it('says per entry where the CPU went, and per message of the broker limit', () => {
+    const [perEntry, broker] = cpuBudgetLines(budgetOf(12.0, 7.9), { atLeast: 0.5 });
+    expect(perEntry).toBe('  CPU per entry decided: billstream 120 µs, postgres 79 µs, nats-server 30 µs, ERP sandbox 12 µs, bench 1 µs (242 µs in all)');
+    expect(broker).toBe('  CPU per message of the broker limit: nats-server 20 µs, bench 15 µs (1.75 of 2 cores busy)');
+  });
+
+  it('says the target is out of reach when the others\' work alone overruns what it leaves per entry', () => {
+    const limit = cpuBudgetLines(budgetOf(12.0, 7.9), { atLeast: 0.5 })[2];
+    expect(limit).toBe("  what limits billstream: 0.5 of the broker limit leaves 80 µs per entry for every process on 2 cores; the others' work for billstream's entries took 122 µs " +
+      "(95 µs without the ERP sandbox's), which caps billstream at 0.328 of the broker limit even if its own process cost nothing (0.421 without the sandbox's); " +
+      "so 0.5 of the broker limit is out of reach on this machine whatever billstream's own code costs");
+  });
+
+  it('says what billstream\'s own process may spend when the others leave room for it', () => {
+    // PostgreSQL 1.9 CPU-s: the others take 62 µs of the 80.
+    const limit = cpuBudgetLines(budgetOf(12.0, 1.9), { atLeast: 0.5 })[2];
+    expect(limit).toContain('caps billstream at 0.645 of the broker limit');
+    expect(limit).toMatch(/so billstream's own process may spend 18 µs per entry to meet it; it spent 120 µs$/);
   });
 });

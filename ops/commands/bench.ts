@@ -26,6 +26,7 @@ import { generateWeekClose, messagePayload, type IngestMessage } from '../demo/w
 import { publishBounded, referenceCaughtUp } from '../demo/publishing.ts';
 import { ensureNats, ensurePostgres, recreateDatabase, withDatabase } from '../embedded/services.ts';
 import { weekCloseBench, weekCloseChart, weekCloseTargets, type WeekCloseTargets } from '../bench/week-close-bench.ts';
+import { cpuBudget, type CpuBudget } from '../bench/cpu-budget.ts';
 import { startOtlpReceiver } from '../otlp-receiver.ts';
 import { startRuntime, type Runtime } from '../runtime.ts';
 import { startTelemetry, type Telemetry } from '../telemetry.ts';
@@ -60,9 +61,10 @@ const SCENARIOS: Record<string, Scenario> = {
       await writeFile(resolve('bench-results/weekclose.svg'), weekCloseChart(result));
       const r = (n: number) => Math.round(n).toLocaleString('en-US');
       const targets = weekCloseTargets(result);
+      const budget = cpuBudget({ cores: cpus().length, brokerLimit: result.brokerLimit, billstream: result.billstream, toBrokerLimitTarget: targets.toBrokerLimit.atLeast });
       return {
         file: 'weekclose.json',
-        json: { scenario: 'weekclose', date: new Date().toISOString(), cpus: cpus().length, ...result, targets },
+        json: { scenario: 'weekclose', date: new Date().toISOString(), cpus: cpus().length, ...result, targets, cpuBudget: budget },
         lines: [
           `week close of ${r(result.entries)} entries (same nats-server, PostgreSQL and ERP sandbox for every row)`,
           '',
@@ -79,6 +81,7 @@ const SCENARIOS: Record<string, Scenario> = {
           mainThreadLine(result.billstream),
           `  CPU seconds while billstream drained (${result.billstream.seconds.toFixed(1)} s on ${cpus().length} cores): ${cpuList(result.billstream.cpuSeconds)}`,
           `    PostgreSQL's by whom it worked for: ${cpuList(result.billstream.postgresCpuSeconds)}`,
+          ...cpuBudgetLines(budget, targets.toBrokerLimit),
           `  PostgreSQL ${result.postgres.version}: shared_buffers ${result.postgres.sharedBuffers}, autovacuum ${result.postgres.autovacuum}${result.postgres.autovacuum === 'off' ? ' (dead row versions stay: not a production server\'s figures)' : ''}`,
           '  chart: bench-results/weekclose.svg',
         ],
@@ -129,6 +132,32 @@ export function mainThreadLine(drain: { seconds: number; mainThreadSeconds: numb
   const busy = `  billstream's main thread (its JavaScript) busy ${percent(drain.mainThreadSeconds)}% of the drain (${drain.mainThreadSeconds.toFixed(1)} CPU-s)`;
   if (drain.mainThreadWaitingSeconds === null) return busy;
   return `${busy}, ready but waiting for a CPU ${percent(drain.mainThreadWaitingSeconds)}% (${drain.mainThreadWaitingSeconds.toFixed(1)} s)`;
+}
+
+/**
+ * Where each entry's CPU went, and what that leaves billstream on this
+ * machine: the rate the target asks for gives every process together so many
+ * CPU-µs per entry, and the other processes' work for billstream's entries is
+ * taken out of that first (cpu-budget.ts).
+ */
+export function cpuBudgetLines(budget: CpuBudget, target: Pick<WeekCloseTargets['toBrokerLimit'], 'atLeast'>): string[] {
+  const micros = (n: number) => `${Math.round(n).toLocaleString('en-US')} µs`;
+  const share = (n: number) => n.toFixed(3);
+  const perEntry = Object.entries(budget.perEntryMicros).sort((a, b) => b[1] - a[1]);
+  const total = perEntry.reduce((a, [, m]) => a + m, 0);
+  const broker = Object.entries(budget.perBrokerMessageMicros).sort((a, b) => b[1] - a[1]);
+  const { ceiling, ceilingWithoutErp } = budget;
+  const own = budget.perEntryMicros.billstream ?? 0;
+  const verdictText = ceiling.toBrokerLimit < target.atLeast
+    ? `so ${target.atLeast} of the broker limit is out of reach on this machine whatever billstream's own code costs`
+    : `so billstream's own process may spend ${micros(budget.targetMicrosPerEntry - ceiling.othersMicrosPerEntry)} per entry to meet it; it spent ${micros(own)}`;
+  return [
+    `  CPU per entry decided: ${perEntry.map(([group, m]) => `${group} ${micros(m)}`).join(', ')} (${micros(total)} in all)`,
+    `  CPU per message of the broker limit: ${broker.map(([group, m]) => `${group} ${micros(m)}`).join(', ')} (${budget.brokerCoresBusy.toFixed(2)} of ${budget.cores} cores busy)`,
+    `  what limits billstream: ${target.atLeast} of the broker limit leaves ${micros(budget.targetMicrosPerEntry)} per entry for every process on ${budget.cores} cores; ` +
+      `the others' work for billstream's entries took ${micros(ceiling.othersMicrosPerEntry)} (${micros(ceilingWithoutErp.othersMicrosPerEntry)} without the ERP sandbox's), ` +
+      `which caps billstream at ${share(ceiling.toBrokerLimit)} of the broker limit even if its own process cost nothing (${share(ceilingWithoutErp.toBrokerLimit)} without the sandbox's); ${verdictText}`,
+  ];
 }
 
 /** `billstream 16.8, postgres 12.6, ...`, the largest first. */
