@@ -1,31 +1,38 @@
 // The bench's second row: billstream's stages for a time entry, done the naive
 // way, one entry at a time. Decode and validate, dedupe by the ledger's key,
-// enrich and decide, reverse what the entry's earlier revision charged, one ORM
-// flush, one ERP call, then each announcement (`enriched.time.*`, then
-// `billing.posted.*` for every line the ERP booked) published with its ack
-// awaited, and last the entry's own ack. What billstream does per batch, per
-// project and per statement, this does per entry; the stages and what they
-// produce are the same, so the ratio between the two rows is the design's.
+// enrich and decide against the project's billing totals and its notToExceed
+// cap, reverse what the entry's earlier revision charged, one ORM flush, one
+// ERP call, then each announcement (`enriched.time.*`, `exceptions.*` for an
+// entry held at the cap, then `billing.posted.*` for every line the ERP booked)
+// published with its ack awaited, and last the entry's own ack. A project's
+// entries go one after another in arrival order, as billstream's per-project
+// actors decide them; up to NAIVE_CONCURRENCY entries of different projects run
+// side by side. What billstream does per batch, per project and per statement,
+// this does per entry; the stages and what they produce are the same, so the
+// ratio between the two rows is the design's.
 //
-// Left out, and so in the naive row's favour: the notToExceed cap (it would need
-// each project's totals read and written per entry), exceptions stored and
-// announced, and entries waiting for reference data (the bench loads every
-// project, assignment and rate card before either row runs).
+// Left out, and so in the naive row's favour: exceptions other than the cap's
+// (the bench's week has none past validation), and entries waiting for reference
+// data (the bench loads every project, assignment and rate card before either
+// row runs).
 import type { MikroORM } from '@mikro-orm/postgresql';
-import { UniqueConstraintViolationException } from '@mikro-orm/core';
+import { LockMode, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { from, lastValueFrom, mergeMap, take, type Observable } from 'rxjs';
+import { lastValueFrom, take, type Observable } from 'rxjs';
+import { serialPerKey } from '../../operators/serialPerKey.ts';
 import type { ErpClient } from '../../connectors/erp/erp-client.ts';
 import type { ErpTransaction } from '../../connectors/erp/types.ts';
 import { publishMessage } from '../../connectors/nats/publish.ts';
 import { enrichedAnnouncement, postedAnnouncement } from '../../pipeline/announcements.ts';
-import { evaluateEntry } from '../../pipeline/model/billing-rules.ts';
+import { exceptionAnnouncement, exceptionRow } from '../../pipeline/exception-records.ts';
+import { evaluateEntry, wouldExceedCap } from '../../pipeline/model/billing-rules.ts';
 import { chargeOf, reversalOf } from '../../pipeline/model/erp-lines.ts';
+import { formatMoney, parseMoney } from '../../pipeline/model/money.ts';
 import { decodeRecord } from '../../pipeline/model/records.ts';
 import type { TimeRecord } from '../../pipeline/model/types.ts';
 import type { NatsOutboxRow } from '../../pipeline/nats-outbox.ts';
 import type { ReferenceView } from '../../pipeline/reference-view.ts';
-import { EntryRevision } from '../../pipeline/state/entities.ts';
+import { BillingException, EntryRevision, ProjectBilling } from '../../pipeline/state/entities.ts';
 
 export interface NaivePipeline {
   js: JetStreamClient;
@@ -42,12 +49,20 @@ export interface NaiveMessage {
   ack(): void;
 }
 
-/** Entries handled at once: each waits on its own round trips, so a few run side by side. */
+/** Entries of different projects handled at once: each waits on its own round trips, so a few run side by side. */
 export const NAIVE_CONCURRENCY = 16;
 
-/** Takes `count` messages from `messages`, `concurrency` at a time, each through every stage. */
+/**
+ * Takes `count` messages from `messages` through every stage: a project's
+ * entries one at a time in arrival order, in billstream's own mailbox operator
+ * (the project id is the subject's last token, `ingest.time.<region>.<projectId>`),
+ * entries of up to `concurrency` projects at once.
+ */
 export async function runNaivePipeline(pipeline: NaivePipeline, messages: Observable<NaiveMessage>, count: number, concurrency = NAIVE_CONCURRENCY): Promise<void> {
-  await lastValueFrom(messages.pipe(take(count), mergeMap((msg) => from(naiveEntry(pipeline, msg)), concurrency)), { defaultValue: undefined });
+  await lastValueFrom(messages.pipe(
+    take(count),
+    serialPerKey((msg) => msg.subject.split('.')[3] ?? msg.subject, (_project, [msg]) => naiveEntry(pipeline, msg as NaiveMessage), { maxConcurrentKeys: concurrency, maxBatch: 1 }),
+  ), { defaultValue: undefined });
 }
 
 /** One time entry through every stage, start to end. */
@@ -61,31 +76,58 @@ export async function naiveEntry(pipeline: NaivePipeline, msg: NaiveMessage): Pr
   const enrichment = outcome.kind === 'enriched' ? outcome : null;
   const em = pipeline.orm.em.fork();
 
-  // A later revision reverses what the one before it charged (CONTRACT §3.8): a
-  // revision 1 has none before it, so only later revisions look.
   const lines: Record<string, string | number>[] = [];
-  const earlier = entry.revision > 1
-    ? await em.findOne(EntryRevision, { entryId: entry.entryId, revision: { $lt: entry.revision } }, { orderBy: { revision: 'desc' } })
-    : null;
-  if (earlier?.stage === 'charged' && project) {
-    lines.push(reversalOf(chargeOf(earlier.record as unknown as TimeRecord, project, {
-      amountMinor: earlier.amountMinor ?? null, rateMinor: earlier.rateMinor ?? null, currency: earlier.currency ?? project.currency, role: earlier.role ?? '',
-    }, earlier.hoursHundredths)));
-    earlier.stage = 'reversed';
-  }
-  const charged = enrichment !== null && project !== undefined && entry.status === 'approved' && enrichment.billable && enrichment.amountMinor !== null;
-  if (charged) lines.push(chargeOf(entry, project, enrichment, enrichment.hoursHundredths));
-
   const now = new Date();
-  em.create(EntryRevision, {
-    entryId: entry.entryId, revision: entry.revision, projectId: entry.projectId, region, status: entry.status,
-    stage: charged ? 'charged' : enrichment ? (entry.status === 'approved' ? 'non_billable' : 'not_chargeable') : outcome.kind,
-    billable: enrichment?.billable ?? null, role: enrichment?.role ?? null, rateMinor: enrichment?.rateMinor ?? null, amountMinor: enrichment?.amountMinor ?? null,
-    currency: enrichment?.currency ?? null, hoursHundredths: enrichment?.hoursHundredths ?? 0n, workDate: entry.workDate,
-    record: entry as unknown as Record<string, unknown>, firstSeenAt: now, enrichedAt: enrichment ? now : null, decidedAt: now,
-  });
+  let held: ReturnType<typeof exceptionRow> | null = null;
   try {
-    await em.flush();
+    await em.transactional(async (tx) => {
+      // The project's totals, locked for the entry's decision as billstream's turn locks them.
+      const billing = await tx.findOne(ProjectBilling, entry.projectId, { lockMode: LockMode.PESSIMISTIC_WRITE })
+        ?? tx.create(ProjectBilling, { projectId: entry.projectId, chargedMinor: 0n, reversedMinor: 0n, heldMinor: 0n, turns: 0n });
+      billing.turns += 1n;
+
+      // A later revision reverses what the one before it charged (CONTRACT §3.8): a
+      // revision 1 has none before it, so only later revisions look.
+      const earlier = entry.revision > 1
+        ? await tx.findOne(EntryRevision, { entryId: entry.entryId, revision: { $lt: entry.revision } }, { orderBy: { revision: 'desc' } })
+        : null;
+      if (earlier?.stage === 'charged' && project) {
+        lines.push(reversalOf(chargeOf(earlier.record as unknown as TimeRecord, project, {
+          amountMinor: earlier.amountMinor ?? null, rateMinor: earlier.rateMinor ?? null, currency: earlier.currency ?? project.currency, role: earlier.role ?? '',
+        }, earlier.hoursHundredths)));
+        earlier.stage = 'reversed';
+        billing.reversedMinor += earlier.amountMinor ?? 0n;
+      }
+      const chargeable = enrichment !== null && project !== undefined && entry.status === 'approved' && enrichment.billable && enrichment.amountMinor !== null;
+      let stage = enrichment ? (entry.status === 'approved' ? 'non_billable' : 'not_chargeable') : outcome.kind;
+      if (chargeable) {
+        const amount = enrichment.amountMinor as bigint;
+        const posted = billing.chargedMinor - billing.reversedMinor;
+        if (wouldExceedCap(project.notToExceed === undefined ? null : parseMoney(project.notToExceed), posted, amount)) {
+          stage = 'held';
+          billing.heldMinor += amount;
+          held = exceptionRow({
+            code: 'cap_exceeded', recordKind: 'time', recordId: entry.entryId, revision: entry.revision, projectId: entry.projectId, region, record: entry,
+            message: `charging ${formatMoney(amount)} ${enrichment.currency} for entry ${entry.entryId} revision ${entry.revision} would take project ${entry.projectId} past its notToExceed of ${project.notToExceed} (posted so far ${formatMoney(posted)})`,
+          });
+          tx.create(BillingException, {
+            id: held.id, code: held.code, status: 'open', recordKind: held.record_kind, entryId: held.entry_id, revision: held.revision, projectId: held.project_id,
+            region: held.region, message: held.message, errors: null, record: entry as unknown as Record<string, unknown>, raw: null, attempts: 1, firstSeenAt: now, lastSeenAt: now,
+          });
+        } else {
+          stage = 'charged';
+          billing.chargedMinor += amount;
+          lines.push(chargeOf(entry, project, enrichment, enrichment.hoursHundredths));
+        }
+      }
+      tx.create(EntryRevision, {
+        entryId: entry.entryId, revision: entry.revision, projectId: entry.projectId, region, status: entry.status, stage,
+        exceptionCode: stage === 'held' ? 'cap_exceeded' : null,
+        billable: enrichment?.billable ?? null, role: enrichment?.role ?? null, rateMinor: enrichment?.rateMinor ?? null, amountMinor: enrichment?.amountMinor ?? null,
+        currency: enrichment?.currency ?? null, hoursHundredths: enrichment?.hoursHundredths ?? 0n, workDate: entry.workDate,
+        record: entry as unknown as Record<string, unknown>, firstSeenAt: now, enrichedAt: enrichment ? now : null, decidedAt: now,
+      });
+    });
   } catch (err) {
     // A redelivered (entryId, revision): the ledger's primary key is the naive pipeline's dedupe.
     if (err instanceof UniqueConstraintViolationException) { msg.ack(); return; }
@@ -100,6 +142,7 @@ export async function naiveEntry(pipeline: NaivePipeline, msg: NaiveMessage): Pr
       costAmountMinor: enrichment.costAmountMinor, processedAt: now, traceId: null, traceParent: null,
     }));
   }
+  if (held) await publish(pipeline.js, exceptionAnnouncement(held, now, 1));
   for (const [i, result] of booked.entries()) {
     await publish(pipeline.js, postedAnnouncement({
       id: '', externalId: result.externalId, documentId: result.documentId, projectId: entry.projectId, region: project?.region ?? region,

@@ -4,8 +4,9 @@
 //   1. the broker's limit — a bare consumer that fetches, re-publishes each
 //      message once to another stream and acks it, doing nothing else;
 //   2. a naive pipeline — the same stages (decode, validate, dedupe, enrich,
-//      decide, reverse, post, announce), but one entry at a time: one ORM
-//      flush, one ERP call and each announcement's publish per entry;
+//      decide against the project's totals and cap, reverse, post, announce),
+//      each project's entries in arrival order, but one entry at a time: one
+//      ORM flush, one ERP call and each announcement's publish per entry;
 //   3. billstream — `billstream start` as its own process draining the backlog,
 //      its peak RSS sampled from /proc; then p50/p99 latency from ingest to ERP
 //      posting with entries offered at half of the rate it just reached.
