@@ -4,7 +4,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { tap } from 'rxjs';
 import { jetStreamSource } from '../../connectors/nats/jetstream-source.ts';
 import { connectedNatsServer } from '../../test/support/nats-server.ts';
-import { republishOnce } from './broker-limit.ts';
+import { republishOnce, republishOnceInWorker } from './broker-limit.ts';
 
 /** A source stream of `count` messages (one subject each, as the week's entries) with a durable on it, and an empty sink stream. */
 async function prepare(nc: NatsConnection, count: number): Promise<void> {
@@ -62,5 +62,26 @@ describe('republishOnce, the broker limit baseline', () => {
       .rejects.toThrow('3 publishes not acknowledged within 1500 ms');
     expect(performance.now() - started).toBeGreaterThanOrEqual(1_500);
     silent.unsubscribe();
+  });
+
+  it('runs in a worker thread of its own: every message stored once and acked, the time measured from after `ready`', async () => {
+    await using nats = await connectedNatsServer((nc) => prepare(nc, 200));
+    const jsm = await jetstreamManager(nats.nc);
+    let sinkAtReady: number | null = null;
+    const seconds = await republishOnceInWorker({ natsUrl: nats.nats.url, stream: 'SOURCE', durable: 'bench', subjectPrefix: 'sink.', count: 200 }, async () => {
+      sinkAtReady = (await jsm.streams.info('SINK')).state.messages;
+    });
+    // Nothing was taken before `ready` had run.
+    expect(sinkAtReady).toBe(0);
+    expect(seconds).toBeGreaterThan(0);
+    expect((await jsm.streams.info('SINK')).state.messages).toBe(200);
+    const consumer = await jsm.consumers.info('SOURCE', 'bench');
+    expect([consumer.num_pending, consumer.num_ack_pending, consumer.ack_floor.stream_seq]).toEqual([0, 0, 200]);
+  });
+
+  it('in a worker, fails with what failed there', async () => {
+    await using nats = await connectedNatsServer((nc) => prepare(nc, 5));
+    await expect(republishOnceInWorker({ natsUrl: nats.nats.url, stream: 'SOURCE', durable: 'bench', subjectPrefix: 'nowhere.', count: 5 }))
+      .rejects.toThrow(/no stream stores nowhere\.source\.m0/);
   });
 });
