@@ -13,13 +13,14 @@
 // on its main thread the consumer paid for collecting that heap. At 1M the bench
 // process spent 32 CPU-µs per message republished against 13 at 100k, and the
 // row ran at 38,000–42,000 msgs/s against 68,000.
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, workerData } from 'node:worker_threads';
 import { jetstream, type JsMsg } from '@nats-io/jetstream';
 import { connect, createInbox, type NatsConnection } from '@nats-io/transport-node';
 import { NATS_CLIENT_SETTINGS } from '../../connectors/nats/connection.ts';
 import { jetStreamSource } from '../../connectors/nats/jetstream-source.ts';
 import { pubAckOf } from '../../connectors/nats/publish.ts';
 import { Subscription, type Observable } from 'rxjs';
+import { runTimedWorker, serveTimedWork } from './timed-worker.ts';
 
 export interface RepublishOptions {
   /** Prefixed to each message's subject to make its new one (`bench.sink.` + subject). */
@@ -131,40 +132,17 @@ interface RepublishWorkerData extends RepublishInWorker { republishOnce: true }
  * takes a message, so what it measures leaves out the worker's start; resolves
  * with the seconds from the first take to the last ack.
  */
-export function republishOnceInWorker(options: RepublishInWorker, ready: () => Promise<void> | void = () => {}): Promise<number> {
-  const data: RepublishWorkerData = { ...options, republishOnce: true };
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL(import.meta.url), { workerData: data });
-    let seconds: number | null = null;
-    let failure: Error | null = null;
-    worker.on('message', (message: { ready?: true; seconds?: number; error?: string }) => {
-      if (message.ready) void Promise.resolve(ready()).then(() => worker.postMessage('go'), (err: unknown) => { failure = err as Error; void worker.terminate(); });
-      else if (message.error !== undefined) failure = new RepublishError(message.error);
-      else if (message.seconds !== undefined) seconds = message.seconds;
-    });
-    worker.once('error', reject);
-    worker.once('exit', (code) => {
-      if (failure) reject(failure);
-      else if (seconds !== null && code === 0) resolve(seconds);
-      else reject(new RepublishError(`the republishing worker exited with code ${code} before it had republished everything`));
-    });
+export function republishOnceInWorker(options: RepublishInWorker, ready?: () => Promise<void> | void): Promise<number> {
+  return runTimedWorker(new URL(import.meta.url), { ...options, republishOnce: true } satisfies RepublishWorkerData, ready);
+}
+
+if (!isMainThread && (workerData as Partial<RepublishWorkerData> | null)?.republishOnce) {
+  const options = workerData as RepublishWorkerData;
+  await serveTimedWork(async () => {
+    const nc = await connect({ servers: options.natsUrl, ...NATS_CLIENT_SETTINGS });
+    return {
+      run: () => republishOnce(nc, jetStreamSource(jetstream(nc), { stream: options.stream, durable: options.durable }), options),
+      close: () => nc.close(),
+    };
   });
 }
-
-async function republishInThisWorker(options: RepublishWorkerData): Promise<void> {
-  const nc = await connect({ servers: options.natsUrl, ...NATS_CLIENT_SETTINGS });
-  try {
-    const go = new Promise((resolve) => parentPort?.once('message', resolve));
-    parentPort?.postMessage({ ready: true });
-    await go;
-    const started = performance.now();
-    await republishOnce(nc, jetStreamSource(jetstream(nc), { stream: options.stream, durable: options.durable }), options);
-    parentPort?.postMessage({ seconds: (performance.now() - started) / 1000 });
-  } catch (err) {
-    parentPort?.postMessage({ error: err instanceof Error ? err.message : String(err) });
-  } finally {
-    await nc.close();
-  }
-}
-
-if (!isMainThread && (workerData as Partial<RepublishWorkerData> | null)?.republishOnce) await republishInThisWorker(workerData as RepublishWorkerData);

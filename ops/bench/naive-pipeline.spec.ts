@@ -3,14 +3,14 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { from } from 'rxjs';
 import { ErpClient } from '../../connectors/erp/erp-client.ts';
 import { startErpSandbox } from '../../connectors/erp/sandbox.ts';
-import { STREAMS, ensureTopology } from '../../connectors/nats/topology.ts';
+import { STREAMS, ensureTopology, ingestConsumerName } from '../../connectors/nats/topology.ts';
 import { RECORD_KINDS } from '../../pipeline/model/types.ts';
 import { applyToView, type ReferenceItem } from '../../pipeline/reference-store.ts';
 import { ReferenceView } from '../../pipeline/reference-view.ts';
 import { createTestLedger } from '../../test/support/database.ts';
 import { assignment, consultant, entry, project, ratecards, subjects } from '../../test/support/fixtures.ts';
 import { connectedNatsServer } from '../../test/support/nats-server.ts';
-import { runNaivePipeline, type NaiveMessage } from './naive-pipeline.ts';
+import { runNaivePipeline, runNaivePipelineInWorker, type NaiveMessage } from './naive-pipeline.ts';
 
 /** The messages a stream holds, in order: subject, parsed payload and headers. */
 async function streamMessages(nc: Parameters<typeof jetstreamManager>[0], stream: string) {
@@ -86,6 +86,34 @@ describe('the bench naive pipeline', () => {
         ['billing.posted.amer.p-1', 'e-3:1:charge'],
       ]);
       expect(posted.map((m) => m.payload.documentId)).toEqual(documents.map((d) => d.documentId));
+    } finally {
+      await erp.stop();
+      await sandbox.close();
+    }
+  });
+
+  it('runs in a worker thread of its own, from the ingest stream\'s durable consumer, acking every entry it takes', async () => {
+    await using ledger = await createTestLedger();
+    await using nats = await connectedNatsServer(async (nc) => ensureTopology(await jetstreamManager(nc), RECORD_KINDS));
+    const sandbox = await startErpSandbox({ databaseUrl: ledger.url, port: 0 });
+    const erp = new ErpClient({ baseUrl: sandbox.url });
+    try {
+      await erp.start();
+      const js = jetstream(nats.nc);
+      for (const record of [entry({ entryId: 'e-1', hours: 7.5 }), entry({ entryId: 'e-1', revision: 2, hours: 5 })]) await js.publish(subjects.time(), JSON.stringify(record));
+      const reference = [
+        { kind: 'project', record: project }, { kind: 'consultant', record: consultant },
+        { kind: 'assignment', record: assignment }, ...ratecards.map((record) => ({ kind: 'ratecard', record })),
+      ] as ReferenceItem[];
+
+      const seconds = await runNaivePipelineInWorker({
+        natsUrl: nats.nats.url, databaseUrl: ledger.url, erpBaseUrl: sandbox.url, reference, stream: STREAMS.ingest, durable: ingestConsumerName('time'), count: 2,
+      });
+
+      expect(seconds).toBeGreaterThan(0);
+      expect((await erp.listTransactions('p-1')).map((d) => d.externalId)).toEqual(['e-1:1:charge', 'e-1:1:reversal', 'e-1:2:charge']);
+      const consumer = await (await jetstreamManager(nats.nc)).consumers.info(STREAMS.ingest, ingestConsumerName('time'));
+      expect([consumer.num_pending, consumer.num_ack_pending, consumer.ack_floor.stream_seq]).toEqual([0, 0, 2]);
     } finally {
       await erp.stop();
       await sandbox.close();

@@ -17,11 +17,16 @@
 // row runs).
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { LockMode, UniqueConstraintViolationException } from '@mikro-orm/core';
-import type { JetStreamClient } from '@nats-io/jetstream';
+import { isMainThread, workerData } from 'node:worker_threads';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { lastValueFrom, take, type Observable } from 'rxjs';
 import { serialPerKey } from '../../operators/serialPerKey.ts';
-import type { ErpClient } from '../../connectors/erp/erp-client.ts';
+import { runTimedWorker, serveTimedWork } from './timed-worker.ts';
+import { ErpClient } from '../../connectors/erp/erp-client.ts';
 import type { ErpTransaction } from '../../connectors/erp/types.ts';
+import { NATS_CLIENT_SETTINGS } from '../../connectors/nats/connection.ts';
+import { jetStreamSource } from '../../connectors/nats/jetstream-source.ts';
 import { publishMessage } from '../../connectors/nats/publish.ts';
 import { enrichedAnnouncement, postedAnnouncement } from '../../pipeline/announcements.ts';
 import { exceptionAnnouncement, exceptionRow } from '../../pipeline/exception-records.ts';
@@ -31,7 +36,9 @@ import { formatMoney, parseMoney } from '../../pipeline/model/money.ts';
 import { decodeRecord } from '../../pipeline/model/records.ts';
 import type { TimeRecord } from '../../pipeline/model/types.ts';
 import type { NatsOutboxRow } from '../../pipeline/nats-outbox.ts';
-import type { ReferenceView } from '../../pipeline/reference-view.ts';
+import { applyToView, type ReferenceItem } from '../../pipeline/reference-store.ts';
+import { ReferenceView } from '../../pipeline/reference-view.ts';
+import { openLedger } from '../../pipeline/state/orm.ts';
 import { BillingException, EntryRevision, ProjectBilling } from '../../pipeline/state/entities.ts';
 
 export interface NaivePipeline {
@@ -155,4 +162,49 @@ export async function naiveEntry(pipeline: NaivePipeline, msg: NaiveMessage): Pr
 /** One announcement published as billstream's relay would, its ack awaited. */
 async function publish(js: JetStreamClient, row: NatsOutboxRow): Promise<void> {
   await publishMessage(js, { subject: row.subject, msgId: row.msg_id, payload: row.payload, headers: row.headers });
+}
+
+export interface NaiveInWorker {
+  natsUrl: string;
+  /** The naive pipeline's own ledger: migrated by the worker before it is ready. */
+  databaseUrl: string;
+  erpBaseUrl: string;
+  /** Every project, consultant, assignment and rate card, for the worker's own view. */
+  reference: ReferenceItem[];
+  /** The entries: a stream and a durable pull consumer on it. */
+  stream: string;
+  durable: string;
+  count: number;
+}
+
+interface NaiveWorkerData extends NaiveInWorker { naivePipeline: true }
+
+/**
+ * `runNaivePipeline` in a worker thread of its own (timed-worker.ts), with its
+ * own ledger pool, ERP client, view and NATS connection (billstream's client
+ * settings), all made before `ready`; resolves with the seconds the entries took.
+ */
+export function runNaivePipelineInWorker(options: NaiveInWorker, ready?: () => Promise<void> | void): Promise<number> {
+  return runTimedWorker(new URL(import.meta.url), { ...options, naivePipeline: true } satisfies NaiveWorkerData, ready);
+}
+
+if (!isMainThread && (workerData as Partial<NaiveWorkerData> | null)?.naivePipeline) {
+  const options = workerData as NaiveWorkerData;
+  await serveTimedWork(async () => {
+    const view = new ReferenceView();
+    applyToView(view, options.reference);
+    const orm = await openLedger({ databaseUrl: options.databaseUrl, poolSize: 16 });
+    const erp = new ErpClient({ baseUrl: options.erpBaseUrl });
+    await erp.start();
+    const nc = await connect({ servers: options.natsUrl, ...NATS_CLIENT_SETTINGS });
+    const js = jetstream(nc);
+    return {
+      run: () => runNaivePipeline({ js, orm, erp, view }, jetStreamSource(js, { stream: options.stream, durable: options.durable }), options.count),
+      async close() {
+        await nc.close();
+        await erp.stop();
+        await orm.close();
+      },
+    };
+  });
 }

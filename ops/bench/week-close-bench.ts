@@ -20,18 +20,15 @@ import { join, resolve } from 'node:path';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
-import { ErpClient } from '../../connectors/erp/erp-client.ts';
 import { SANDBOX_APPLICATION_NAME } from '../../connectors/erp/sandbox-books.ts';
 import { NATS_CLIENT_SETTINGS } from '../../connectors/nats/connection.ts';
-import { jetStreamSource } from '../../connectors/nats/jetstream-source.ts';
 import { STREAMS, ensureTopology, ingestConsumerName } from '../../connectors/nats/topology.ts';
 import { RECORD_KINDS, type TimeRecord } from '../../pipeline/model/types.ts';
-import { applyToView, type ReferenceItem } from '../../pipeline/reference-store.ts';
-import { ReferenceView } from '../../pipeline/reference-view.ts';
-import { LEDGER_APPLICATION_NAME, openLedger } from '../../pipeline/state/orm.ts';
+import type { ReferenceItem } from '../../pipeline/reference-store.ts';
+import { LEDGER_APPLICATION_NAME } from '../../pipeline/state/orm.ts';
 import { startNodeFlags } from '../commands/start.ts';
 import { republishOnceInWorker } from './broker-limit.ts';
-import { runNaivePipeline } from './naive-pipeline.ts';
+import { runNaivePipelineInWorker } from './naive-pipeline.ts';
 import { CpuTracker, POSTGRES_SESSIONS, postgresClientOf, threadCpuSeconds, threadSchedule, type CpuGroups, type PostgresSession } from './cpu-usage.ts';
 import { offerLoad, type OfferedMessage } from './offered-load.ts';
 import { generateWeekClose, messagePayload, type IngestMessage, type WeekClose } from '../demo/week-close.ts';
@@ -213,22 +210,17 @@ async function measureBrokerLimit(s: Services, messages: readonly IngestMessage[
   return { messages: time.length, seconds, perSecond: time.length / seconds, cpuSeconds: cpu.spent() };
 }
 
-/** 2. A naive pipeline: the same stages, one entry at a time (naive-pipeline.ts). */
+/** 2. A naive pipeline: the same stages, one entry at a time (naive-pipeline.ts), in a worker thread clear of the bench's heap. */
 async function measureNaive(s: Services, week: WeekClose, count: number, log: Log): Promise<WeekCloseBenchResult['naive']> {
-  const view = new ReferenceView();
   const reference: ReferenceItem[] = [
     ...week.consultants.map((record) => ({ kind: 'consultant' as const, record })),
     ...week.projects.map((record) => ({ kind: 'project' as const, record })),
     ...week.assignments.map((record) => ({ kind: 'assignment' as const, record })),
     ...week.ratecards.map((record) => ({ kind: 'ratecard' as const, record })),
   ] as ReferenceItem[];
-  applyToView(view, reference);
   // Its own ledger database, so billstream's run after it starts from empty tables.
   const databaseUrl = withDatabase(s.databaseUrl, 'billstream_bench_naive');
   await recreateDatabase(databaseUrl);
-  const orm = await openLedger({ databaseUrl, poolSize: 16 });
-  const erp = new ErpClient({ baseUrl: s.sandbox.url });
-  await erp.start();
   const jsm = await jetstreamManager(s.nc);
   await ensureTopology(jsm, RECORD_KINDS);
   const time = week.messages.filter((m) => m.subject.startsWith('ingest.time.') && m.record).slice(0, count);
@@ -236,13 +228,11 @@ async function measureNaive(s: Services, week: WeekClose, count: number, log: Lo
   // Redeliveries under the same Nats-Msg-Id never reach the stream: count what did.
   const stored = (await jsm.streams.info(STREAMS.ingest)).state.messages;
   log(`naive: ${stored} entries loaded`);
-  const started = performance.now();
-  await runNaivePipeline({ js: s.js, orm, erp, view }, jetStreamSource(s.js, { stream: STREAMS.ingest, durable: ingestConsumerName('time') }), stored);
-  const seconds = (performance.now() - started) / 1000;
-  await erp.stop();
-  await orm.close();
+  const seconds = await runNaivePipelineInWorker({
+    natsUrl: s.nats.url, databaseUrl, erpBaseUrl: s.sandbox.url, reference, stream: STREAMS.ingest, durable: ingestConsumerName('time'), count: stored,
+  });
   // billstream's run starts from empty streams: its ingest, and the announcements' the naive run published.
-  for (const stream of [STREAMS.ingest, STREAMS.enriched, STREAMS.billing]) await jsm.streams.delete(stream);
+  for (const stream of [STREAMS.ingest, STREAMS.enriched, STREAMS.billing, STREAMS.exceptions]) await jsm.streams.delete(stream);
   await dropDatabase(databaseUrl);
   return { entries: stored, seconds, perSecond: stored / seconds };
 }

@@ -1,0 +1,71 @@
+// A measured row of the bench, run in a worker thread of its own. The bench's
+// heap holds the whole generated week (a million messages, over a gigabyte);
+// work on its main thread pays for collecting that heap, in CPU and in pauses,
+// and a baseline measured there measures the bench as much as itself. A worker
+// has a heap of its own, holding only what its row needs.
+//
+// The protocol: the worker prepares (connections, a view), says it is ready,
+// waits for the go, runs, and reports the seconds it ran; the main thread
+// samples whatever it measures around the run between the ready and the go.
+import { Worker, parentPort } from 'node:worker_threads';
+
+export class TimedWorkerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TimedWorkerError';
+  }
+}
+
+type FromWorker = { ready: true } | { seconds: number } | { error: string };
+
+/**
+ * Starts `moduleUrl` as a worker with `data`, calls `ready` once the worker has
+ * prepared and before it runs, and resolves with the seconds the run took. A
+ * failure in the worker rejects with its message.
+ */
+export function runTimedWorker(moduleUrl: URL, data: object, ready: () => Promise<void> | void = () => {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(moduleUrl, { workerData: data });
+    let seconds: number | null = null;
+    let failure: Error | null = null;
+    worker.on('message', (message: FromWorker) => {
+      if ('ready' in message) {
+        void Promise.resolve().then(ready).then(() => worker.postMessage('go'), (err: unknown) => {
+          failure = err instanceof Error ? err : new TimedWorkerError(String(err));
+          void worker.terminate();
+        });
+      } else if ('error' in message) failure = new TimedWorkerError(message.error);
+      else seconds = message.seconds;
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => {
+      if (failure) reject(failure);
+      else if (seconds !== null && code === 0) resolve(seconds);
+      else reject(new TimedWorkerError(`the bench's worker ${moduleUrl.pathname} exited with code ${code} before its run was over`));
+    });
+  });
+}
+
+/** What a worker runs: prepared before the ready, run after the go, closed whatever happens. */
+export interface TimedWork {
+  run(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The worker's side: prepares, reports ready, waits for the go, runs and reports the seconds (or the error). */
+export async function serveTimedWork(prepare: () => Promise<TimedWork>): Promise<void> {
+  let work: TimedWork | null = null;
+  try {
+    work = await prepare();
+    const go = new Promise((resolve) => parentPort?.once('message', resolve));
+    parentPort?.postMessage({ ready: true } satisfies FromWorker);
+    await go;
+    const started = performance.now();
+    await work.run();
+    parentPort?.postMessage({ seconds: (performance.now() - started) / 1000 } satisfies FromWorker);
+  } catch (err) {
+    parentPort?.postMessage({ error: err instanceof Error ? err.message : String(err) } satisfies FromWorker);
+  } finally {
+    await work?.close();
+  }
+}
