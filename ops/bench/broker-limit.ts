@@ -13,14 +13,13 @@
 // on its main thread the consumer paid for collecting that heap. At 1M the bench
 // process spent 32 CPU-µs per message republished against 13 at 100k, and the
 // row ran at 38,000–42,000 msgs/s against 68,000.
-import { isMainThread, workerData } from 'node:worker_threads';
 import { jetstream, type JsMsg } from '@nats-io/jetstream';
 import { connect, createInbox, type NatsConnection } from '@nats-io/transport-node';
 import { NATS_CLIENT_SETTINGS } from '../../connectors/nats/connection.ts';
 import { jetStreamSource } from '../../connectors/nats/jetstream-source.ts';
 import { pubAckOf } from '../../connectors/nats/publish.ts';
 import { Subscription, type Observable } from 'rxjs';
-import { runTimedWorker, serveTimedWork } from './timed-worker.ts';
+import { runTimedWorker, serveTimedWork, timedWorkerData } from './timed-worker.ts';
 
 export interface RepublishOptions {
   /** Prefixed to each message's subject to make its new one (`bench.sink.` + subject). */
@@ -124,8 +123,6 @@ export interface RepublishInWorker extends RepublishOptions {
   durable: string;
 }
 
-interface RepublishWorkerData extends RepublishInWorker { republishOnce: true }
-
 /**
  * `republishOnce` in a worker thread with a connection of its own (billstream's
  * client settings). `ready` runs once the worker is connected and before it
@@ -133,15 +130,16 @@ interface RepublishWorkerData extends RepublishInWorker { republishOnce: true }
  * with the seconds from the first take to the last ack.
  */
 export function republishOnceInWorker(options: RepublishInWorker, ready?: () => Promise<void> | void): Promise<number> {
-  return runTimedWorker(new URL(import.meta.url), { ...options, republishOnce: true } satisfies RepublishWorkerData, ready);
+  return runTimedWorker(new URL(import.meta.url), REPUBLISHER, options, ready);
 }
 
-if (!isMainThread && (workerData as Partial<RepublishWorkerData> | null)?.republishOnce) {
-  const options = workerData as RepublishWorkerData;
+const REPUBLISHER = 'broker-limit';
+const republishing = timedWorkerData<RepublishInWorker>(REPUBLISHER);
+if (republishing) {
   await serveTimedWork(async () => {
-    const nc = await connect({ servers: options.natsUrl, ...NATS_CLIENT_SETTINGS });
+    const nc = await connect({ servers: republishing.natsUrl, ...NATS_CLIENT_SETTINGS });
     return {
-      run: () => republishOnce(nc, jetStreamSource(jetstream(nc), { stream: options.stream, durable: options.durable }), options),
+      run: () => republishOnce(nc, jetStreamSource(jetstream(nc), { stream: republishing.stream, durable: republishing.durable }), republishing),
       close: () => nc.close(),
     };
   });

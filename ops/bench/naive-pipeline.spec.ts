@@ -25,19 +25,34 @@ async function streamMessages(nc: Parameters<typeof jetstreamManager>[0], stream
   return read;
 }
 
+/** Project p-1 (as given) with its consultant, assignment and rate cards: what the entries bill against. */
+function referenceOf(projectRecord: Record<string, unknown>): ReferenceItem[] {
+  return [
+    { kind: 'project', record: projectRecord }, { kind: 'consultant', record: consultant },
+    { kind: 'assignment', record: assignment }, ...ratecards.map((record) => ({ kind: 'ratecard', record })),
+  ] as ReferenceItem[];
+}
+
+/** A private ledger, nats-server with billstream's topology, and an ERP sandbox with a started client; all gone after `test`. */
+async function withServices(test: (s: { ledger: Awaited<ReturnType<typeof createTestLedger>>; nats: Awaited<ReturnType<typeof connectedNatsServer>>; sandboxUrl: string; erp: ErpClient }) => Promise<void>): Promise<void> {
+  await using ledger = await createTestLedger();
+  await using nats = await connectedNatsServer(async (nc) => ensureTopology(await jetstreamManager(nc), RECORD_KINDS));
+  const sandbox = await startErpSandbox({ databaseUrl: ledger.url, port: 0 });
+  const erp = new ErpClient({ baseUrl: sandbox.url });
+  try {
+    await erp.start();
+    await test({ ledger, nats, sandboxUrl: sandbox.url, erp });
+  } finally {
+    await erp.stop();
+    await sandbox.close();
+  }
+}
+
 describe('the bench naive pipeline', () => {
   it('does billstream stages, each project\'s entries in arrival order: dedupe, charge, reverse a revised charge, hold at the cap, and announce each', async () => {
-    await using ledger = await createTestLedger();
-    await using nats = await connectedNatsServer(async (nc) => ensureTopology(await jetstreamManager(nc), RECORD_KINDS));
-    const sandbox = await startErpSandbox({ databaseUrl: ledger.url, port: 0 });
-    const erp = new ErpClient({ baseUrl: sandbox.url });
-    try {
-      await erp.start();
+    await withServices(async ({ ledger, nats, erp }) => {
       const view = new ReferenceView();
-      applyToView(view, [
-        { kind: 'project', record: { ...project, notToExceed: '2000.00' } }, { kind: 'consultant', record: consultant },
-        { kind: 'assignment', record: assignment }, ...ratecards.map((record) => ({ kind: 'ratecard', record })),
-      ] as ReferenceItem[]);
+      applyToView(view, referenceOf({ ...project, notToExceed: '2000.00' }));
 
       const acked: string[] = [];
       const message = (record: Record<string, unknown>): NaiveMessage => ({
@@ -86,37 +101,22 @@ describe('the bench naive pipeline', () => {
         ['billing.posted.amer.p-1', 'e-3:1:charge'],
       ]);
       expect(posted.map((m) => m.payload.documentId)).toEqual(documents.map((d) => d.documentId));
-    } finally {
-      await erp.stop();
-      await sandbox.close();
-    }
+    });
   });
 
   it('runs in a worker thread of its own, from the ingest stream\'s durable consumer, acking every entry it takes', async () => {
-    await using ledger = await createTestLedger();
-    await using nats = await connectedNatsServer(async (nc) => ensureTopology(await jetstreamManager(nc), RECORD_KINDS));
-    const sandbox = await startErpSandbox({ databaseUrl: ledger.url, port: 0 });
-    const erp = new ErpClient({ baseUrl: sandbox.url });
-    try {
-      await erp.start();
+    await withServices(async ({ ledger, nats, sandboxUrl, erp }) => {
       const js = jetstream(nats.nc);
       for (const record of [entry({ entryId: 'e-1', hours: 7.5 }), entry({ entryId: 'e-1', revision: 2, hours: 5 })]) await js.publish(subjects.time(), JSON.stringify(record));
-      const reference = [
-        { kind: 'project', record: project }, { kind: 'consultant', record: consultant },
-        { kind: 'assignment', record: assignment }, ...ratecards.map((record) => ({ kind: 'ratecard', record })),
-      ] as ReferenceItem[];
 
       const seconds = await runNaivePipelineInWorker({
-        natsUrl: nats.nats.url, databaseUrl: ledger.url, erpBaseUrl: sandbox.url, reference, stream: STREAMS.ingest, durable: ingestConsumerName('time'), count: 2,
+        natsUrl: nats.nats.url, databaseUrl: ledger.url, erpBaseUrl: sandboxUrl, reference: referenceOf(project), stream: STREAMS.ingest, durable: ingestConsumerName('time'), count: 2,
       });
 
       expect(seconds).toBeGreaterThan(0);
       expect((await erp.listTransactions('p-1')).map((d) => d.externalId)).toEqual(['e-1:1:charge', 'e-1:1:reversal', 'e-1:2:charge']);
       const consumer = await (await jetstreamManager(nats.nc)).consumers.info(STREAMS.ingest, ingestConsumerName('time'));
       expect([consumer.num_pending, consumer.num_ack_pending, consumer.ack_floor.stream_seq]).toEqual([0, 0, 2]);
-    } finally {
-      await erp.stop();
-      await sandbox.close();
-    }
+    });
   });
 });

@@ -17,12 +17,11 @@
 // row runs).
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { LockMode, UniqueConstraintViolationException } from '@mikro-orm/core';
-import { isMainThread, workerData } from 'node:worker_threads';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { lastValueFrom, take, type Observable } from 'rxjs';
 import { serialPerKey } from '../../operators/serialPerKey.ts';
-import { runTimedWorker, serveTimedWork } from './timed-worker.ts';
+import { runTimedWorker, serveTimedWork, timedWorkerData } from './timed-worker.ts';
 import { ErpClient } from '../../connectors/erp/erp-client.ts';
 import type { ErpTransaction } from '../../connectors/erp/types.ts';
 import { NATS_CLIENT_SETTINGS } from '../../connectors/nats/connection.ts';
@@ -177,29 +176,28 @@ export interface NaiveInWorker {
   count: number;
 }
 
-interface NaiveWorkerData extends NaiveInWorker { naivePipeline: true }
-
 /**
  * `runNaivePipeline` in a worker thread of its own (timed-worker.ts), with its
  * own ledger pool, ERP client, view and NATS connection (billstream's client
  * settings), all made before `ready`; resolves with the seconds the entries took.
  */
 export function runNaivePipelineInWorker(options: NaiveInWorker, ready?: () => Promise<void> | void): Promise<number> {
-  return runTimedWorker(new URL(import.meta.url), { ...options, naivePipeline: true } satisfies NaiveWorkerData, ready);
+  return runTimedWorker(new URL(import.meta.url), NAIVE_PIPELINE, options, ready);
 }
 
-if (!isMainThread && (workerData as Partial<NaiveWorkerData> | null)?.naivePipeline) {
-  const options = workerData as NaiveWorkerData;
+const NAIVE_PIPELINE = 'naive-pipeline';
+const naive = timedWorkerData<NaiveInWorker>(NAIVE_PIPELINE);
+if (naive) {
   await serveTimedWork(async () => {
     const view = new ReferenceView();
-    applyToView(view, options.reference);
-    const orm = await openLedger({ databaseUrl: options.databaseUrl, poolSize: 16 });
-    const erp = new ErpClient({ baseUrl: options.erpBaseUrl });
+    applyToView(view, naive.reference);
+    const orm = await openLedger({ databaseUrl: naive.databaseUrl, poolSize: 16 });
+    const erp = new ErpClient({ baseUrl: naive.erpBaseUrl });
     await erp.start();
-    const nc = await connect({ servers: options.natsUrl, ...NATS_CLIENT_SETTINGS });
+    const nc = await connect({ servers: naive.natsUrl, ...NATS_CLIENT_SETTINGS });
     const js = jetstream(nc);
     return {
-      run: () => runNaivePipeline({ js, orm, erp, view }, jetStreamSource(js, { stream: options.stream, durable: options.durable }), options.count),
+      run: () => runNaivePipeline({ js, orm, erp, view }, jetStreamSource(js, { stream: naive.stream, durable: naive.durable }), naive.count),
       async close() {
         await nc.close();
         await erp.stop();

@@ -5,9 +5,8 @@ import { runTimedWorker } from './timed-worker.ts';
 function workerModule(body: string): URL {
   const timedWorker = new URL('./timed-worker.ts', import.meta.url).href;
   return new URL(`data:text/javascript,${encodeURIComponent(`
-    import { workerData } from 'node:worker_threads';
-    import { serveTimedWork } from ${JSON.stringify(timedWorker)};
-    const flags = new Int32Array(workerData.flags);
+    import { serveTimedWork, timedWorkerData } from ${JSON.stringify(timedWorker)};
+    const flags = new Int32Array(timedWorkerData('spec').flags);
     ${body}
   `)}`);
 }
@@ -23,7 +22,7 @@ describe('runTimedWorker', () => {
     `);
     let readyAt = 0;
     const started = performance.now();
-    const seconds = await runTimedWorker(url, { flags }, async () => { readyAt = performance.now(); await new Promise((r) => setTimeout(r, 1_000)); });
+    const seconds = await runTimedWorker(url, 'spec', { flags }, async () => { readyAt = performance.now(); await new Promise((r) => setTimeout(r, 1_000)); });
     expect(readyAt - started).toBeGreaterThanOrEqual(290);
     expect(seconds).toBeGreaterThanOrEqual(0.09);
     // Counted from the go, it leaves out the 1 s `ready` took.
@@ -36,7 +35,7 @@ describe('runTimedWorker', () => {
     const url = workerModule(`
       await serveTimedWork(async () => ({ run: async () => { throw new Error('the sink refused copy 7'); }, close: async () => { Atomics.store(flags, 0, 1); } }));
     `);
-    await expect(runTimedWorker(url, { flags })).rejects.toThrow('the sink refused copy 7');
+    await expect(runTimedWorker(url, 'spec', { flags })).rejects.toThrow('the sink refused copy 7');
     expect(new Int32Array(flags)[0]).toBe(1);
   });
 
@@ -45,7 +44,7 @@ describe('runTimedWorker', () => {
     const url = workerModule(`
       await serveTimedWork(async () => ({ run: async () => { Atomics.store(flags, 1, 1); }, close: async () => {} }));
     `);
-    await expect(runTimedWorker(url, { flags }, () => { throw new Error('no CPU sample'); })).rejects.toThrow('no CPU sample');
+    await expect(runTimedWorker(url, 'spec', { flags }, () => { throw new Error('no CPU sample'); })).rejects.toThrow('no CPU sample');
     expect(new Int32Array(flags)[1]).toBe(0);
   });
 });

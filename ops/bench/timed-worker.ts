@@ -7,7 +7,7 @@
 // The protocol: the worker prepares (connections, a view), says it is ready,
 // waits for the go, runs, and reports the seconds it ran; the main thread
 // samples whatever it measures around the run between the ready and the go.
-import { Worker, parentPort } from 'node:worker_threads';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 export class TimedWorkerError extends Error {
   constructor(message: string) {
@@ -16,16 +16,30 @@ export class TimedWorkerError extends Error {
   }
 }
 
+/** The key of workerData that names the worker's role. */
+const ROLE = 'timedWorkerRole';
+
+/**
+ * The data the worker of `role` was started with, in that worker; null on the
+ * main thread and in any other worker. A module that is also a worker's entry
+ * point serves its work when this is not null.
+ */
+export function timedWorkerData<T>(role: string): T | null {
+  if (isMainThread) return null;
+  const data = workerData as Record<string, unknown> | null;
+  return data?.[ROLE] === role ? (data as T) : null;
+}
+
 type FromWorker = { ready: true } | { seconds: number } | { error: string };
 
 /**
- * Starts `moduleUrl` as a worker with `data`, calls `ready` once the worker has
- * prepared and before it runs, and resolves with the seconds the run took. A
- * failure in the worker rejects with its message.
+ * Starts `moduleUrl` as the worker of `role` with `data`, calls `ready` once the
+ * worker has prepared and before it runs, and resolves with the seconds the run
+ * took. A failure in the worker rejects with its message.
  */
-export function runTimedWorker(moduleUrl: URL, data: object, ready: () => Promise<void> | void = () => {}): Promise<number> {
+export function runTimedWorker(moduleUrl: URL, role: string, data: object, ready: () => Promise<void> | void = () => {}): Promise<number> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(moduleUrl, { workerData: data });
+    const worker = new Worker(moduleUrl, { workerData: { ...data, [ROLE]: role } });
     let seconds: number | null = null;
     let failure: Error | null = null;
     worker.on('message', (message: FromWorker) => {
