@@ -21,7 +21,6 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { lastValueFrom, take, type Observable } from 'rxjs';
 import { serialPerKey } from '../../operators/serialPerKey.ts';
-import { runTimedWorker, serveTimedWork, timedWorkerData } from './timed-worker.ts';
 import { ErpClient } from '../../connectors/erp/erp-client.ts';
 import type { ErpTransaction } from '../../connectors/erp/types.ts';
 import { NATS_CLIENT_SETTINGS } from '../../connectors/nats/connection.ts';
@@ -39,6 +38,7 @@ import { applyToView, type ReferenceItem } from '../../pipeline/reference-store.
 import { ReferenceView } from '../../pipeline/reference-view.ts';
 import { openLedger } from '../../pipeline/state/orm.ts';
 import { BillingException, EntryRevision, ProjectBilling } from '../../pipeline/state/entities.ts';
+import { runTimedWorker, serveTimedWork, timedWorkerData } from './timed-worker.ts';
 
 export interface NaivePipeline {
   js: JetStreamClient;
