@@ -26,7 +26,7 @@ import { STREAMS, ensureTopology, ingestConsumerName } from '../../connectors/na
 import { RECORD_KINDS, type TimeRecord } from '../../pipeline/model/types.ts';
 import type { ReferenceItem } from '../../pipeline/reference-store.ts';
 import { LEDGER_APPLICATION_NAME } from '../../pipeline/state/orm.ts';
-import { startNodeFlags } from '../commands/start.ts';
+import { startNodeEnv, startNodeFlags } from '../commands/start.ts';
 import { republishOnceInWorker } from './broker-limit.ts';
 import { runNaivePipelineInWorker } from './naive-pipeline.ts';
 import { CpuTracker, POSTGRES_SESSIONS, postgresClientOf, threadCpuSeconds, threadSchedule, type CpuGroups, type PostgresSession } from './cpu-usage.ts';
@@ -323,10 +323,10 @@ async function measureBillstream(s: Services, generated: GeneratedWeek, options:
 
   // BILLSTREAM_BENCH_NODE_ARGS passes flags to the measured process (say --cpu-prof).
   const nodeArgs = (process.env.BILLSTREAM_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  // With the heap budget `billstream start` gives itself, so the measured pid is the pipeline itself.
+  // With the heap budget and malloc arenas `billstream start` gives itself, so the measured pid is the pipeline itself.
   const child = spawn(process.execPath, [...startNodeFlags(), ...nodeArgs, 'ops/cli.ts', 'start'], {
     env: {
-      ...process.env, NATS_URL: s.nats.url, DATABASE_URL: s.databaseUrl, ERP_BASE_URL: s.sandbox.url, HTTP_PORT: '0', HTTP_HOST: '127.0.0.1',
+      ...process.env, ...startNodeEnv(), NATS_URL: s.nats.url, DATABASE_URL: s.databaseUrl, ERP_BASE_URL: s.sandbox.url, HTTP_PORT: '0', HTTP_HOST: '127.0.0.1',
       REFERENCE_GRACE_SECONDS: '5', OTEL_EXPORTER_OTLP_ENDPOINT: '',
     },
     stdio: ['ignore', 'ignore', 'ignore'],

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../config.ts';
-import { startNodeFlags } from './start.ts';
+import { startChild, startNodeEnv, startNodeFlags } from './start.ts';
 
 describe('startNodeFlags', () => {
   it('gives billstream start its heap budget, a young generation of a tenth of it (at most 32 MiB) and an old generation that doubles between collections', () => {
@@ -16,5 +16,23 @@ describe('startNodeFlags', () => {
   it('refuses a budget too small to run in, naming the variable', () => {
     expect(() => startNodeFlags({ BILLSTREAM_HEAP_MIB: '32' })).toThrow(ConfigError);
     expect(() => startNodeFlags({ BILLSTREAM_HEAP_MIB: 'lots' })).toThrow(/BILLSTREAM_HEAP_MIB/);
+  });
+});
+
+describe('startNodeEnv', () => {
+  it('gives billstream start two malloc arenas, keeping a MALLOC_ARENA_MAX already set', () => {
+    expect(startNodeEnv({})).toEqual({ MALLOC_ARENA_MAX: '2' });
+    expect(startNodeEnv({ MALLOC_ARENA_MAX: '4' })).toEqual({ MALLOC_ARENA_MAX: '4' });
+  });
+});
+
+describe('startChild', () => {
+  it('starts the same command behind the flags, with two malloc arenas and the supervisor\'s pid', () => {
+    const started = startChild({
+      flags: ['--max-old-space-size=320'], execArgv: ['--enable-source-maps'], argv: ['/usr/bin/node', 'ops/cli.ts', 'start'],
+      env: { NATS_URL: 'nats://127.0.0.1:4222' }, pid: 4321,
+    });
+    expect(started.args).toEqual(['--max-old-space-size=320', '--enable-source-maps', 'ops/cli.ts', 'start']);
+    expect(started.env).toEqual({ NATS_URL: 'nats://127.0.0.1:4222', MALLOC_ARENA_MAX: '2', BILLSTREAM_SUPERVISOR_PID: '4321' });
   });
 });
