@@ -43,8 +43,9 @@ export function startNodeFlags(env: NodeJS.ProcessEnv = process.env): string[] {
  * an arena of its own, up to eight per core, and keeps what is freed in each:
  * V8's collector threads and libuv's pool are such threads. Two arenas are
  * enough for them. Measured with `bench weekclose` (1M entries, same code, one
- * after another): peak RSS 454 and 471 MiB with two arenas, 487–503 MiB in five
- * runs without, billstream's CPU per entry 92 µs in both of a back-to-back pair.
+ * after another): peak RSS 454 and 471 MiB with two arenas, 463–503 MiB (490 on
+ * average) in six runs without, billstream's CPU per entry 92 µs in both of a
+ * back-to-back pair.
  * A MALLOC_ARENA_MAX already set is kept.
  */
 export function startNodeEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
